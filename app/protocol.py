@@ -1,0 +1,104 @@
+"""Request, response and event models of the public API, kept apart from serving logic."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+StreamFormat = Literal["audio", "sse"]
+
+OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
+class VoiceRef(BaseModel):
+    """OpenAI SDK form for a custom voice: `voice={"id": "..."}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+
+
+class SpeechRequest(BaseModel):
+    """`POST /v1/audio/speech`: OpenAI's fields plus the Scicom API's sampling fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(
+        min_length=1, description="tts-1, tts-1-hd, gpt-4o-mini-tts or the served name"
+    )
+    input: str = Field(description="Text to speak.")
+    voice: str | VoiceRef = Field(
+        description="A speaker name, an OpenAI voice name or a saved voice"
+    )
+    instructions: str | None = Field(
+        default=None, description="Accepted for compatibility; Orpheus models do not use it."
+    )
+    response_format: ResponseFormat = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: StreamFormat = "audio"
+    stream: bool = Field(default=True, description="false: one complete file with exact headers")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(
+        default=None, ge=1.0, le=2.0, description="Orpheus degrades below 1.1"
+    )
+    max_tokens: int | None = Field(default=None, ge=7, le=65536)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    @field_validator("input")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("input must contain text to speak")
+        return value
+
+    @property
+    def voice_name(self) -> str:
+        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+
+
+class SpeechUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class AudioDeltaEvent(BaseModel):
+    type: Literal["speech.audio.delta"] = "speech.audio.delta"
+    audio: str
+
+
+class AudioDoneEvent(BaseModel):
+    type: Literal["speech.audio.done"] = "speech.audio.done"
+    usage: SpeechUsage
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    error: dict[str, Any]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "orpheus-gateway"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Speaker(BaseModel):
+    id: str
+    name: str
+    kind: Literal["builtin", "alias", "saved"]
+    maps_to: str | None = None
+
+
+class SpeakerList(BaseModel):
+    object: Literal["list"] = "list"
+    default: str
+    data: list[Speaker]

@@ -1,0 +1,57 @@
+import subprocess
+import sys
+
+import pytest
+
+from app.config import SettingsError, load_settings
+
+
+def test_defaults_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TTS_API", raising=False)
+    settings = load_settings()
+    assert settings.backend_urls == []
+    assert settings.default_speaker in settings.speakers
+
+
+def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEAKERS", "tara, leo")
+    monkeypatch.setenv("TTS_API", "http://a:1/, http://b:2")
+    settings = load_settings()
+    assert settings.speakers == ["tara", "leo"]
+    assert settings.backend_urls == ["http://a:1", "http://b:2"]
+    # Built-in aliases that point outside a custom SPEAKERS fall back to the default.
+    assert set(settings.voice_aliases.values()) <= {"tara", "leo"}
+    monkeypatch.setenv("SPEAKERS", '["tara"]')
+    assert load_settings().speakers == ["tara"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_BATCH_SIZE", "many"),
+        ("DEVICE", "tpu"),
+        ("DEFAULT_SPEAKER", "nobody"),
+        ("DEFAULT_REPETITION_PENALTY", "0.5"),
+        ("VOICE_ALIASES", "alloy=nobody"),
+    ],
+)
+def test_invalid_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert name in text or name.split("_")[0] in text
+
+
+def test_python_m_app_refuses_invalid_settings() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "app"],
+        env={"PATH": "", "MAX_BATCH_SIZE": "zero"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "MAX_BATCH_SIZE" in proc.stderr
