@@ -1,0 +1,204 @@
+"""Orpheus token ids <-> SNAC codes: the pure mapping, no torch.
+
+An Orpheus generation interleaves the three SNAC codebooks into frames of seven
+audio tokens, in the encoder's order ``c0, c1a, c2a, c2b, c1b, c2c, c2d``. The
+token of slot ``s`` carrying code ``c`` has id ``128256 + 10 + s * 4096 + c``, so
+every audio id names its own slot: the assembler uses that to notice a lost or
+garbled token instead of silently shifting every later code into the wrong
+codebook (which is what counting positions alone would do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from app.errors import InvalidAudioTokens
+
+CUSTOM_TOKEN_BASE: Final = 128256
+"""Id of ``<custom_token_0>``: the first id after the Llama-3 vocabulary."""
+BOS: Final = 128000
+EOT: Final = 128009
+START_OF_SPEECH: Final = 128257
+END_OF_SPEECH: Final = 128258
+START_OF_HUMAN: Final = 128259
+END_OF_HUMAN: Final = 128260
+START_OF_AI: Final = 128261
+END_OF_AI: Final = 128262
+PAD: Final = 128263
+AUDIO_TOKEN_OFFSET: Final = 10
+CODEBOOK_SIZE: Final = 4096
+TOKENS_PER_FRAME: Final = 7
+
+AUDIO_TOKEN_BASE: Final = CUSTOM_TOKEN_BASE + AUDIO_TOKEN_OFFSET
+"""First audio id (slot 0, code 0)."""
+AUDIO_TOKEN_END: Final = AUDIO_TOKEN_BASE + TOKENS_PER_FRAME * CODEBOOK_SIZE
+"""One past the last audio id (slot 6, code 4095)."""
+
+# Positions inside a frame that belong to codebooks 1 and 2, in time order.
+_C1_SLOTS: Final = (1, 4)
+_C2_SLOTS: Final = (2, 3, 5, 6)
+
+Frames = npt.NDArray[np.int64]
+"""Shape ``(n, 7)`` (or ``(..., n, 7)``): one row of codes per frame, in token order."""
+
+InvalidPolicy = Literal["resync", "fail"]
+
+
+def audio_token_id(slot: int, code: int) -> int:
+    """Token id carrying SNAC ``code`` at frame position ``slot``."""
+    if not 0 <= slot < TOKENS_PER_FRAME:
+        raise ValueError(f"slot must be in 0..{TOKENS_PER_FRAME - 1}, got {slot}")
+    if not 0 <= code < CODEBOOK_SIZE:
+        raise ValueError(f"code must be in 0..{CODEBOOK_SIZE - 1}, got {code}")
+    return AUDIO_TOKEN_BASE + slot * CODEBOOK_SIZE + code
+
+
+def token_slot_code(token_id: int) -> tuple[int, int] | None:
+    """``(slot, code)`` of an audio token id, None for any other id."""
+    if not AUDIO_TOKEN_BASE <= token_id < AUDIO_TOKEN_END:
+        return None
+    slot, code = divmod(token_id - AUDIO_TOKEN_BASE, CODEBOOK_SIZE)
+    return slot, code
+
+
+def frames_to_codes(
+    frames: npt.ArrayLike,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Split frames ``(..., n, 7)`` into SNAC's codebooks in time order.
+
+    Returns ``c0 (..., n)``, ``c1 (..., 2n)`` and ``c2 (..., 4n)``; leading batch
+    dimensions are kept.
+    """
+    arr = _as_frames(frames)
+    lead = arr.shape[:-2]
+    c0 = np.ascontiguousarray(arr[..., 0])
+    c1 = np.ascontiguousarray(arr[..., list(_C1_SLOTS)]).reshape(*lead, -1)
+    c2 = np.ascontiguousarray(arr[..., list(_C2_SLOTS)]).reshape(*lead, -1)
+    return c0, c1, c2
+
+
+def codes_to_frames(c0: npt.ArrayLike, c1: npt.ArrayLike, c2: npt.ArrayLike) -> Frames:
+    """Inverse of `frames_to_codes`: interleave the codebooks into ``(..., n, 7)`` frames."""
+    a0 = np.asarray(c0, dtype=np.int64)
+    a1 = np.asarray(c1, dtype=np.int64)
+    a2 = np.asarray(c2, dtype=np.int64)
+    n = a0.shape[-1]
+    lead = a0.shape[:-1]
+    if a1.shape != (*lead, 2 * n) or a2.shape != (*lead, 4 * n):
+        raise ValueError(
+            f"codebook shapes {a0.shape}, {a1.shape}, {a2.shape} are not (..., n), (..., 2n), "
+            "(..., 4n)"
+        )
+    frames = np.empty((*lead, n, TOKENS_PER_FRAME), dtype=np.int64)
+    frames[..., 0] = a0
+    frames[..., list(_C1_SLOTS)] = a1.reshape(*lead, n, 2)
+    frames[..., list(_C2_SLOTS)] = a2.reshape(*lead, n, 4)
+    return frames
+
+
+def frames_to_token_ids(frames: npt.ArrayLike) -> list[int]:
+    """Token ids of ``(n, 7)`` frames, as a generation (or a cloning prompt) spells them."""
+    arr = _as_frames(frames)
+    if arr.ndim != 2:
+        raise ValueError(f"expected frames of shape (n, 7), got {arr.shape}")
+    slots = np.arange(TOKENS_PER_FRAME, dtype=np.int64) * CODEBOOK_SIZE
+    return [int(t) for t in (arr + slots + AUDIO_TOKEN_BASE).reshape(-1)]
+
+
+def _as_frames(frames: npt.ArrayLike) -> Frames:
+    arr = np.asarray(frames, dtype=np.int64)
+    if arr.ndim < 2 or arr.shape[-1] != TOKENS_PER_FRAME:
+        raise ValueError(f"frames must have shape (..., n, 7), got {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= CODEBOOK_SIZE):
+        raise ValueError(f"codes must be in 0..{CODEBOOK_SIZE - 1}")
+    return arr
+
+
+class FrameAssembler:
+    """Turns a generation's token ids into complete SNAC frames, one stream each.
+
+    Non-audio ids (text, control tokens, the ``-1`` placeholder of a backend that
+    cannot map a token) are skipped and counted in `non_audio` without breaking
+    the frame, as canopy's decoder does. An audio id whose slot differs from its
+    position in the current frame, or an id past the audio range, is invalid: it
+    is counted in `invalid`, the partial frame is dropped (`dropped_frames`), and
+    the stream resynchronises on the next slot-0 token (which may be the invalid
+    token itself). Valid audio ids skipped while resynchronising are counted in
+    `skipped`. A partial frame left at the end never becomes audio (`pending`).
+    """
+
+    def __init__(self, policy: InvalidPolicy = "resync", max_invalid: int | None = None) -> None:
+        if policy not in ("resync", "fail"):
+            raise ValueError(f"policy must be 'resync' or 'fail', got {policy!r}")
+        if max_invalid is not None and max_invalid < 0:
+            raise ValueError("max_invalid must be >= 0")
+        self.policy: InvalidPolicy = policy
+        self.max_invalid = max_invalid
+        self.non_audio = 0
+        self.invalid = 0
+        self.dropped_frames = 0
+        self.skipped = 0
+        self.frames_emitted = 0
+        self._partial: list[int] = []
+        self._resyncing = False
+
+    @property
+    def pending(self) -> int:
+        """Codes held in the incomplete frame; at end of stream they are discarded."""
+        return len(self._partial)
+
+    def feed(self, token_ids: Iterable[int]) -> Frames:
+        """Consume token ids; return the frames they completed as an ``(k, 7)`` array."""
+        done: list[list[int]] = []
+        partial = self._partial
+        for raw in token_ids:
+            token_id = int(raw)
+            if token_id < AUDIO_TOKEN_BASE:
+                self.non_audio += 1
+                continue
+            slot_code = token_slot_code(token_id)
+            if slot_code is None:
+                self._reject(token_id, None)
+                continue
+            slot, code = slot_code
+            if self._resyncing:
+                if slot != 0:
+                    self.skipped += 1
+                    continue
+                self._resyncing = False
+            if slot == len(partial):
+                partial.append(code)
+                if len(partial) == TOKENS_PER_FRAME:
+                    done.append(partial.copy())
+                    partial.clear()
+            else:
+                self._reject(token_id, slot)
+                if slot == 0:
+                    partial.append(code)
+        self.frames_emitted += len(done)
+        if not done:
+            return np.empty((0, TOKENS_PER_FRAME), dtype=np.int64)
+        return np.asarray(done, dtype=np.int64)
+
+    def _reject(self, token_id: int, slot: int | None) -> None:
+        """Count an invalid token, drop the partial frame, and enter resync unless slot 0."""
+        expected = len(self._partial)
+        self.invalid += 1
+        if self.policy == "fail":
+            raise InvalidAudioTokens(
+                f"token id {token_id} cannot be audio at frame position {expected} "
+                f"(it {'is outside the audio range' if slot is None else f'names slot {slot}'})"
+            )
+        if self.max_invalid is not None and self.invalid > self.max_invalid:
+            raise InvalidAudioTokens(
+                f"{self.invalid} invalid audio tokens exceed the limit of {self.max_invalid}"
+            )
+        if self._partial:
+            self.dropped_frames += 1
+            self._partial.clear()
+        # An out-of-range id while already resyncing changes nothing: keep waiting for slot 0.
+        self._resyncing = slot != 0
