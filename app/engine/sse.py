@@ -1,0 +1,98 @@
+"""Incremental Server-Sent Events parser (the `text/event-stream` framing only).
+
+Bytes arrive from the network split anywhere, even inside a UTF-8 sequence or
+between the `\\r` and `\\n` of a line ending; `feed` keeps what is incomplete and
+returns the `data` of every event completed so far. Only `data` matters to the
+completions backends, so `event`, `id` and `retry` fields are parsed and dropped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+DEFAULT_MAX_EVENT_CHARS = 1 << 20
+"""Far above any completion chunk; a peer that never ends a line must not exhaust memory."""
+
+
+class SSEError(ValueError):
+    """The stream broke the framing rules or a size limit."""
+
+
+class SSEParser:
+    """Feed chunks with `feed`, then call `close` at end of stream for the last event."""
+
+    def __init__(self, *, max_event_chars: int = DEFAULT_MAX_EVENT_CHARS) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._max = max_event_chars
+        self._tail = ""
+        self._after_cr = False
+        self._started = False
+        self._data: list[str] = []
+        self._data_chars = 0
+        self._closed = False
+
+    def feed(self, chunk: bytes | str) -> list[str]:
+        """Parse a chunk and return the `data` payloads of the events it completed."""
+        if self._closed:
+            raise SSEError("feed() after close()")
+        text = self._decoder.decode(chunk) if isinstance(chunk, bytes) else chunk
+        return self._feed_text(text)
+
+    def close(self) -> list[str]:
+        """End of stream: a last event that lacks its blank line is still delivered."""
+        if self._closed:
+            return []
+        events = self._feed_text(self._decoder.decode(b"", final=True))
+        self._closed = True
+        if self._tail:
+            line, self._tail = self._tail, ""
+            self._line(line, events)
+        self._dispatch(events)
+        return events
+
+    def _feed_text(self, text: str) -> list[str]:
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        if self._after_cr and text.startswith("\n"):
+            # The `\n` of a `\r\n` split across chunks: the line already ended.
+            text = text[1:]
+        self._after_cr = False
+        if not text:
+            return []
+        parts = _LINE_END.split(self._tail + text)
+        self._tail = parts.pop()
+        if not self._tail and text.endswith("\r"):
+            self._after_cr = True
+        if len(self._tail) > self._max:
+            raise SSEError(f"SSE line longer than {self._max} characters")
+        events: list[str] = []
+        for line in parts:
+            self._line(line, events)
+        return events
+
+    def _line(self, line: str, events: list[str]) -> None:
+        if not line:
+            self._dispatch(events)
+            return
+        if line.startswith(":"):
+            return
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._data_chars += len(value) + 1
+            if self._data_chars > self._max:
+                raise SSEError(f"SSE event larger than {self._max} characters")
+
+    def _dispatch(self, events: list[str]) -> None:
+        if self._data:
+            events.append("\n".join(self._data))
+        self._data = []
+        self._data_chars = 0
