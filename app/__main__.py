@@ -1,0 +1,57 @@
+"""`python -m app`: start the gateway with uvicorn (HOST/PORT honoured)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Before torch loads: OpenMP's default busy-waiting makes torch threads spin against
+# the event loop and the decoder thread; on small machines a window decode then took
+# 20x longer (docs/benchmarks.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import uvicorn
+
+from app.api.logs import configure_logging
+from app.config import SettingsError, load_settings
+from app.main import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("--host", help="bind address (default: HOST or 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve offline with tiny random-weight models (audio is noise; for trying the API)",
+    )
+    args = parser.parse_args(argv)
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.demo:
+        overrides["tts_demo"] = True
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    # uvicorn's own loggers propagate to the JSON handler; the app logs access lines.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Every error leaves the gateway in the OpenAI envelope, with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
+
+from app.errors import GatewayError, error_envelope
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_response(exc: GatewayError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers or None)
+
+
+def _note_cause(scope: Scope, cause: str | None) -> None:
+    # Read by the request-context middleware for the errors-by-cause metric and the log.
+    scope.setdefault("state", {})["error_cause"] = cause or "unknown"
+
+
+async def send_error(scope: Scope, send: Send, exc: GatewayError) -> None:
+    """Answer from ASGI middleware (auth, rate limits) with the envelope and status."""
+    _note_cause(scope, exc.code)
+
+    async def no_body() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await error_response(exc)(scope, no_body, send)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts: list[str] = []
+    first_param: str | None = None
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        # Union members add their type name to the location; users know only the field.
+        loc = [p for p in loc if not p[:1].isupper() and p not in ("str", "VoiceRef")]
+        param = ".".join(loc) or None
+        first_param = first_param or param
+        msg = str(err.get("msg", "invalid value"))
+        parts.append(f"{param}: {msg}" if param else msg)
+    return "; ".join(dict.fromkeys(parts)) or "Invalid request.", first_param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        _note_cause(request.scope, exc.code)
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _note_cause(request.scope, "invalid_value")
+        message, param = _validation_message(exc)
+        return JSONResponse(
+            error_envelope(message, "invalid_request_error", param=param, code="invalid_value"),
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        _note_cause(request.scope, _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"))
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return JSONResponse(
+            error_envelope(str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        _note_cause(request.scope, "internal_error")
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_envelope("Internal server error.", "server_error", code="internal_error"),
+            status_code=500,
+        )

@@ -1,0 +1,28 @@
+"""`POST /v1/audio/speech`: OpenAI-compatible, streamed audio or SSE events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from app.api import deps
+from app.api.responses import AUDIO_RESPONSES, synthesis_response
+from app.protocol import SpeechRequest
+from app.service.jobs import JobFactory
+from app.service.speech import SpeechPipeline
+
+router = APIRouter(tags=["speech"])
+
+
+@router.post("/v1/audio/speech", responses=AUDIO_RESPONSES, response_model=None)
+async def create_speech(
+    body: SpeechRequest,
+    request: Request,
+    jobs: Annotated[JobFactory, Depends(deps.jobs)],
+    pipeline: Annotated[SpeechPipeline, Depends(deps.pipeline)],
+) -> Response:
+    job = jobs.speech(body)
+    # Streaming, SSE, complete files and admission are shared with /v1/audio/vc.
+    return await synthesis_response(request, pipeline, job, body.stream_format)

@@ -1,0 +1,188 @@
+"""create_app(settings): the one place where the gateway's parts are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from app.api import health, metrics, saved_voices, speech, vc, voices
+from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
+from app.api.errors import install_error_handlers
+from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
+from app.api.metrics import GatewayMetrics
+from app.api.middleware import RequestContextMiddleware
+from app.audio.pcm import SAMPLE_RATE
+from app.codec.batcher import DecoderService
+from app.codec.snac import load_codec
+from app.config import Settings, load_settings
+from app.engine.base import TokenEngine
+from app.service.jobs import JobFactory
+from app.service.prompts import OrpheusAdapter
+from app.service.speech import PipelineConfig, SpeechPipeline
+from app.service.voice_store import VoiceStore
+from app.service.voices import VoiceCatalog
+
+log = logging.getLogger("app")
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    snac: str
+    llm: str
+
+
+def _model_sources(settings: Settings) -> ModelSources:
+    if settings.tts_demo:
+        from app.service.demo import ensure_demo_models
+
+        demo = ensure_demo_models(settings.cache_dir)
+        return ModelSources(snac=str(demo.snac_dir), llm=str(demo.llm_dir))
+    return ModelSources(snac=settings.snac_model, llm=settings.tts_model)
+
+
+async def _build_engine(settings: Settings, sources: ModelSources) -> TokenEngine:
+    if settings.backend_urls and not settings.tts_demo:
+        from app.engine.http import HttpCompletionsEngine
+
+        return HttpCompletionsEngine(
+            settings.backend_urls,
+            settings.model_name,
+            api_key=settings.tts_api_key,
+            connect_timeout=settings.backend_connect_timeout,
+            first_token_timeout=settings.first_token_timeout,
+            inter_token_timeout=settings.inter_token_timeout,
+        )
+    from app.engine.local import LocalEngine
+
+    return await asyncio.to_thread(
+        LocalEngine.load,
+        sources.llm,
+        device=settings.device,
+        max_streams=settings.engine_max_streams,
+    )
+
+
+def _pipeline_config(settings: Settings) -> PipelineConfig:
+    # Crossfading mixes in context samples, which are close to but not exactly the
+    # offline decode: only worth it when noise makes window decodes differ anyway.
+    crossfade = round(settings.crossfade_ms * SAMPLE_RATE / 1000) if settings.snac_noise else 0
+    return PipelineConfig(
+        context_frames=settings.decode_context_frames,
+        first_frames=settings.chunk_first_frames,
+        max_frames=settings.chunk_max_frames,
+        crossfade_samples=crossfade,
+        invalid_token_policy=settings.invalid_token_policy,
+        max_invalid_tokens=settings.max_invalid_tokens,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    sources = await asyncio.to_thread(_model_sources, settings)
+    log.info("loading SNAC from %s", sources.snac)
+    codec = await asyncio.to_thread(
+        load_codec, sources.snac, device=settings.device, noise=settings.snac_noise
+    )
+    decoder = DecoderService(
+        codec,
+        dynamic_batching=settings.dynamic_batching,
+        max_batch_size=settings.max_batch_size,
+        microsleep=settings.microsleep,
+        queue_size=settings.decode_queue_size,
+        context=settings.decode_context_frames,
+    )
+    decoder.start()
+    app.state.metrics.watch_decoder(decoder.stats)
+    try:
+        engine = await _build_engine(settings, sources)
+    except BaseException:
+        decoder.close()
+        raise
+    app.state.decoder = decoder
+    app.state.engine = engine
+    app.state.pipeline = SpeechPipeline(engine, decoder, _pipeline_config(settings))
+    # Opened on first use: a gateway that never saves a voice writes no file.
+    app.state.voice_store = store = VoiceStore(settings.data_dir / "voices.sqlite3")
+    app.state.jobs = JobFactory(
+        settings,
+        VoiceCatalog(settings.speakers, settings.voice_aliases, settings.default_speaker),
+        OrpheusAdapter(),
+        store,
+    )
+    log.info("gateway ready: engine=%s codec=%s", engine.name, codec.device)
+    try:
+        yield
+    finally:
+        await engine.aclose()
+        decoder.close()
+        store.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app = FastAPI(
+        title="Orpheus streaming TTS gateway",
+        version="0.1.0",
+        description="OpenAI-compatible streaming text-to-speech for Orpheus-style models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_protection(app, settings)
+    install_error_handlers(app)
+    app.include_router(speech.router)
+    app.include_router(voices.router)
+    app.include_router(vc.router)
+    app.include_router(saved_voices.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    return app
+
+
+def _install_protection(app: FastAPI, settings: Settings) -> None:
+    """Metrics, request ids, CORS, API keys, rate limits and stream admission."""
+    gateway_metrics = GatewayMetrics()
+    slots = StreamSlots(settings.max_concurrent_streams)
+    gateway_metrics.active_streams.set_function(lambda: slots.in_use)
+    app.state.metrics = gateway_metrics
+    app.state.stream_slots = slots
+    public = () if settings.protect_health else HEALTH_PATHS
+    public_paths = (*public, "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+    # Added innermost first: request context wraps CORS wraps auth wraps the rate limit.
+    if settings.rate_limit_per_minute:
+        limiter = RateLimiter(settings.rate_limit_per_minute)
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, public_paths=public_paths)
+    keys = load_api_keys(settings)
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys, public_paths=public_paths)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "X-TTFA-Ms"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics)
+    if settings.sentry_dsn:
+        _init_sentry(settings.sentry_dsn)
+
+
+def _init_sentry(dsn: str) -> None:
+    try:
+        import sentry_sdk
+    except ImportError:
+        log.warning("SENTRY_DSN is set but sentry-sdk is not installed: errors are not reported")
+        return
+    sentry_sdk.init(dsn=dsn, send_default_pii=False)

@@ -1,0 +1,46 @@
+"""The real gateway over loopback, fed by the scriptable vLLM-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from tests.support.gateway import running_gateway
+from tests.support.vllm_server import VLLMServer
+
+
+@pytest.fixture(scope="session")
+def api_vllm() -> Iterator[VLLMServer]:
+    with VLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def vllm(api_vllm: VLLMServer) -> Iterator[VLLMServer]:
+    api_vllm.reset()
+    yield api_vllm
+    api_vllm.reset()
+
+
+def gateway_settings(vllm_url: str, snac_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "tts_api": vllm_url,
+        "model_name": "tinyorpheus",
+        "snac_model": str(snac_dir),
+        "device": "cpu",
+        "snac_noise": False,
+        "first_token_timeout": 3.0,
+        "inter_token_timeout": 2.0,
+        "backend_connect_timeout": 1.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def gateway_url(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
+    with running_gateway(gateway_settings(api_vllm.url, tiny_snac_dir)) as url:
+        yield url

@@ -1,0 +1,44 @@
+"""Run the real gateway (uvicorn + create_app) on a loopback port in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from app.config import Settings
+from app.main import create_app
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # not in the main thread
+        pass
+
+
+@contextmanager
+def running_gateway(settings: Settings, **uvicorn_options: Any) -> Iterator[str]:
+    """Yield the base URL of a gateway serving `settings`; stop it on exit."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **uvicorn_options
+    )
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("gateway failed to start (see log above)")
+        if time.monotonic() > deadline:
+            raise TimeoutError("gateway did not start within 120 s")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
