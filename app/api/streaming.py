@@ -1,0 +1,114 @@
+"""Streamed responses whose cleanup always runs, promptly, even when the client leaves.
+
+Starlette cancels a streaming body with anyio cancellation when the client
+disconnects. That cancellation is level-triggered: every await in the cleanup of
+the body's generators (closing the backend response, withdrawing decode jobs)
+would be cancelled again, leaving the backend request open until garbage
+collection. So the body is advanced in tasks of its own, which get one plain
+cancellation, and the response's cleanup runs shielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+import anyio
+from fastapi import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from app.api.limits import Slot, stream_slots
+from app.api.metrics import GatewayMetrics, error_cause, metrics_of
+from app.service.speech import SpeechStream
+
+log = logging.getLogger(__name__)
+
+CLEANUP_TIMEOUT = 10.0
+
+
+class StreamLease:
+    """What one admitted synthesis holds until it ends: a slot and its `SpeechStream`."""
+
+    def __init__(
+        self, slot: Slot, metrics: GatewayMetrics | None, scope: Scope | None = None
+    ) -> None:
+        self.slot = slot
+        self.metrics = metrics
+        self._scope = scope
+        self.stream: SpeechStream | None = None
+        self.committed = False
+        self._closed = False
+
+    async def close(self) -> None:
+        """Close the stream (down to the backend request), record it, free the slot. Once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.stream is not None:
+                await self.stream.aclose()
+        finally:
+            self.slot.release()
+            stream = self.stream
+            if stream is not None and self.metrics is not None:
+                self.metrics.observe_stream(stream)
+            if stream is not None and stream.error is not None and self._scope is not None:
+                # Counted once, by the request middleware, like errors before the commit.
+                self._scope.setdefault("state", {})["error_cause"] = error_cause(stream.error)
+
+
+class GuardedStreamingResponse(StreamingResponse):
+    """A `StreamingResponse` over `content` that calls `on_close` however it ends."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        on_close: Callable[[], Awaitable[None]],
+        *,
+        media_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._source = content
+        self._on_close = on_close
+        self._step: asyncio.Future[bytes] | None = None
+        super().__init__(self._relay(), media_type=media_type, headers=headers)
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        while True:
+            self._step = asyncio.ensure_future(anext(self._source))
+            try:
+                chunk = await asyncio.shield(self._step)
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True) as scope_:
+                await self._cleanup()
+            if scope_.cancelled_caught:
+                log.error("stream cleanup did not finish within %g s", CLEANUP_TIMEOUT)
+
+    async def _cleanup(self) -> None:
+        try:
+            step = self._step
+            if step is not None and not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+            elif step is not None and not step.cancelled():
+                step.exception()  # retrieved: the failure was already sent on or logged
+            aclose = getattr(self._source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._on_close()
+
+
+def admit(request: Request) -> StreamLease:
+    """Take a stream slot before any backend work; 503 with `Retry-After` when none is free."""
+    slot = stream_slots(request).acquire()
+    return StreamLease(slot, metrics_of(request), request.scope)
