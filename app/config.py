@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     crossfade_ms: float = Field(default=20.0, ge=0.0, le=42.0)
 
     # --- decoder service ---
-    dynamic_batching: bool = True
+    dynamic_batching: bool | Literal["auto"] = "auto"
     microsleep: float = Field(default=0.002, ge=0.0, le=1.0)
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     decode_queue_size: int = Field(default=1024, ge=1)

@@ -18,7 +18,7 @@ from app.api.metrics import GatewayMetrics
 from app.api.middleware import RequestContextMiddleware
 from app.audio.pcm import SAMPLE_RATE
 from app.codec.batcher import DecoderService
-from app.codec.snac import load_codec
+from app.codec.snac import RECEPTIVE_FIELD_FRAMES, load_codec
 from app.config import Settings, load_settings
 from app.engine.base import TokenEngine
 from app.service.jobs import JobFactory
@@ -93,20 +93,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     codec = await asyncio.to_thread(
         load_codec, sources.snac, device=settings.device, noise=settings.snac_noise
     )
+    # Batching measured slower on CPU (docs/benchmarks.md): "auto" keeps it for CUDA.
+    batching = settings.dynamic_batching
+    if batching == "auto":
+        batching = str(codec.device).startswith("cuda")
     decoder = DecoderService(
         codec,
-        dynamic_batching=settings.dynamic_batching,
+        dynamic_batching=batching,
         max_batch_size=settings.max_batch_size,
         microsleep=settings.microsleep,
         queue_size=settings.decode_queue_size,
-        context=settings.decode_context_frames,
+        # Batch padding must stay outside SNAC's receptive field (3 frames), whatever
+        # context the windows themselves carry.
+        context=RECEPTIVE_FIELD_FRAMES,
     )
     decoder.start()
     app.state.metrics.watch_decoder(decoder.stats)
     try:
         engine = await _build_engine(settings, sources)
     except BaseException:
-        decoder.close()
+        await asyncio.to_thread(decoder.close)
         raise
     app.state.decoder = decoder
     app.state.engine = engine
@@ -124,7 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await engine.aclose()
-        decoder.close()
+        await asyncio.to_thread(decoder.close)
         store.close()
 
 

@@ -72,6 +72,11 @@ WEIGHTS_FILE: Final = "pytorch_model.bin"
 Pcm = npt.NDArray[np.float32]
 
 
+RECEPTIVE_FIELD_FRAMES = 3
+"""Frames of context each side after which a window decode equals the full decode
+(measured for SNAC 24 kHz; see docs/streaming.md)."""
+
+
 class CodecLoadError(Exception):
     """The codec could not be loaded; the message says what to do about it."""
 

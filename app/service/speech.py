@@ -127,6 +127,10 @@ class SpeechPipeline:
                     window.keep_start - window.start,
                     window.keep_end - window.start,
                     first=first,
+                    # One fairness key per synthesis, whichever task advances it.
+                    stream=id(stats),
+                    # The joiner crossfades into the context samples around each seam.
+                    pad=cfg.crossfade_samples,
                 )
                 first = False
                 out = joiner.push(window, pcm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,7 +14,9 @@ import pytest
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.codec.snac import SnacCodec
 from app.codec.tokens import FrameAssembler
+from tests.api.conftest import gateway_settings
 from tests.support.audio import decode_audio
+from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer, orpheus_tokens
 
 FRAMES = 12  # the test server's default script
@@ -163,3 +166,20 @@ def test_sampling_fields_reach_the_backend(gateway_url: str, vllm: VLLMServer) -
     assert body["temperature"] == 0.3 and body["top_p"] == 0.7
     assert body["repetition_penalty"] == 1.3 and body["max_tokens"] == 700 and body["seed"] == 5
     assert "dan: x y<|eot_id|>" in body["prompt"]
+
+
+def test_noisy_codec_streams_every_frame(api_vllm: VLLMServer, tiny_snac_dir: Path) -> None:
+    """SNAC_NOISE=true (the default): seams are crossfaded, no sample is lost or added."""
+    settings = gateway_settings(api_vllm.url, tiny_snac_dir, snac_noise=True, crossfade_ms=20)
+    api_vllm.reset()
+    api_vllm.frames = 40  # several windows, so several crossfaded seams
+    try:
+        with running_gateway(settings) as url:
+            response = sdk(url).audio.speech.create(
+                model="tts-1", voice="tara", input="Noise on", response_format="pcm"
+            )
+    finally:
+        api_vllm.reset()
+    samples, _ = decode_audio(response.content, "pcm")
+    assert len(samples) == 40 * SAMPLES_PER_FRAME
+    assert np.abs(samples).max() > 1e-3
