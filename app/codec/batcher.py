@@ -27,7 +27,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.audio.pcm import SAMPLES_PER_FRAME
+from app.codec.grouping import Group, Slot, plan_groups
 from app.errors import DecodeError, Overloaded
 
 logger = logging.getLogger(__name__)
@@ -85,56 +86,6 @@ class DecoderStats:
     """Frames waiting to be decoded: with `seconds_per_frame`, the backlog in seconds."""
     seconds_per_frame: float
     """Mean codec time per decoded frame (padding included) so far."""
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one window sits in a group: its index in the batch and its padding in frames."""
-
-    index: int
-    left: int
-    right: int
-
-
-@dataclass(frozen=True)
-class Group:
-    """Windows decoded together in one codec call, all padded to ``length`` frames."""
-
-    length: int
-    slots: tuple[Slot, ...]
-
-
-def plan_groups(
-    windows: Sequence[tuple[int, int, int]], *, context: int, max_padding: float = 0.25
-) -> list[Group]:
-    """Split windows ``(frames, keep_start, keep_end)`` into same-length groups.
-
-    A window joins a longer group when the padding is at most ``max_padding`` of the
-    group's length and goes on a side at least ``context`` (and 1) frames from the kept
-    region; otherwise it needs a group of its exact length. Groups come back ordered by
-    their earliest window, so the caller's priority order is kept.
-    """
-    margin = max(context, 1)
-    order = sorted(range(len(windows)), key=lambda i: (-windows[i][0], i))
-    groups: list[tuple[int, list[Slot]]] = []
-    for i in order:
-        n, keep_start, keep_end = windows[i]
-        right_ok = n - keep_end >= margin
-        left_ok = keep_start >= margin
-        for length, slots in reversed(groups):  # shortest first: least padding
-            extra = length - n
-            if extra == 0:
-                slots.append(Slot(i, 0, 0))
-                break
-            if (left_ok or right_ok) and extra <= max_padding * length:
-                slots.append(Slot(i, 0, extra) if right_ok else Slot(i, extra, 0))
-                break
-        else:
-            groups.append((n, [Slot(i, 0, 0)]))
-    planned = [
-        Group(length, tuple(sorted(slots, key=lambda s: s.index))) for length, slots in groups
-    ]
-    return sorted(planned, key=lambda g: g.slots[0].index)
 
 
 @dataclass(eq=False)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from app.audio.pcm import SAMPLES_PER_FRAME
 from app.audio.windows import WindowPlanner
-from app.codec.batcher import DecoderService, plan_groups
+from app.codec.batcher import DecoderService
+from app.codec.grouping import plan_groups
 from app.codec.snac import SnacCodec
 from app.errors import DecodeError, Overloaded
 
