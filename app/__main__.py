@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     # uvicorn's own loggers propagate to the JSON handler; the app logs access lines.
+    # A failed start-up (e.g. a model that cannot load) makes uvicorn exit with code 3.
     uvicorn.run(
         create_app(settings),
         host=settings.host,

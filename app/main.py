@@ -18,9 +18,9 @@ from app.api.metrics import GatewayMetrics
 from app.api.middleware import RequestContextMiddleware
 from app.audio.pcm import SAMPLE_RATE
 from app.codec.batcher import DecoderService
-from app.codec.snac import RECEPTIVE_FIELD_FRAMES, load_codec
+from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, load_codec
 from app.config import Settings, load_settings
-from app.engine.base import TokenEngine
+from app.engine.base import EngineLoadError, TokenEngine
 from app.service.jobs import JobFactory
 from app.service.prompts import OrpheusAdapter
 from app.service.speech import PipelineConfig, SpeechPipeline
@@ -81,6 +81,12 @@ def _pipeline_config(settings: Settings) -> PipelineConfig:
     )
 
 
+def _startup_failed(exc: BaseException) -> None:
+    # The message names the setting and the remedy: say it plainly before the
+    # server's traceback.
+    log.error("start-up failed: %s", exc)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -90,9 +96,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
     sources = await asyncio.to_thread(_model_sources, settings)
     log.info("loading SNAC from %s", sources.snac)
-    codec = await asyncio.to_thread(
-        load_codec, sources.snac, device=settings.device, noise=settings.snac_noise
-    )
+    try:
+        codec = await asyncio.to_thread(
+            load_codec, sources.snac, device=settings.device, noise=settings.snac_noise
+        )
+    except CodecLoadError as exc:
+        _startup_failed(exc)
+        raise
     # Batching measured slower on CPU (docs/benchmarks.md): "auto" keeps it for CUDA.
     batching = settings.dynamic_batching
     if batching == "auto":
@@ -111,7 +121,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics.watch_decoder(decoder.stats)
     try:
         engine = await _build_engine(settings, sources)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, EngineLoadError):
+            _startup_failed(exc)
         await asyncio.to_thread(decoder.close)
         raise
     app.state.decoder = decoder

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,16 @@ def test_python_m_app_refuses_invalid_settings() -> None:
     )
     assert proc.returncode == 2
     assert "MAX_BATCH_SIZE" in proc.stderr
+
+
+def test_python_m_app_explains_a_model_that_cannot_load(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "--port", "0"],
+        env={"PATH": "", "SNAC_MODEL": str(tmp_path / "missing"), "TTS_API": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode != 0
+    assert "start-up failed" in proc.stderr and "SNAC_MODEL" in proc.stderr

@@ -55,6 +55,10 @@ class TokenBatch:
     usage: EngineUsage | None = None
 
 
+class EngineLoadError(RuntimeError):
+    """An engine's model cannot be served; the message names the setting and the remedy."""
+
+
 class TokenEngine(Protocol):
     """A source of generated token ids.
 

@@ -44,7 +44,13 @@ from app.codec.tokens import (
     PAD,
     START_OF_HUMAN,
 )
-from app.engine.base import FinishReason, GenerationParams, Prompt, TokenBatch
+from app.engine.base import (
+    EngineLoadError,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    TokenBatch,
+)
 from app.engine.constraints import OrpheusSampler
 from app.errors import BackendError, BackendUnavailable, InvalidRequest, Overloaded
 
@@ -57,10 +63,6 @@ _REMEDY = (
     "files, weights), set TTS_API to use a completions server instead, or start with --demo "
     "(TTS_DEMO=1) for the built-in random-weight model."
 )
-
-
-class EngineLoadError(RuntimeError):
-    """The model named by TTS_MODEL cannot be served; the message says why and what to do."""
 
 
 @dataclass(eq=False)
