@@ -18,6 +18,14 @@ def api_vllm() -> Iterator[VLLMServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def clone_vllm() -> Iterator[VLLMServer]:
+    """A backend for cloning tests: it counts one token per prompt character, and a
+    reference's audio tokens alone are hundreds of characters."""
+    with VLLMServer(max_model_len=1_000_000) as server:
+        yield server
+
+
 @pytest.fixture
 def vllm(api_vllm: VLLMServer) -> Iterator[VLLMServer]:
     api_vllm.reset()

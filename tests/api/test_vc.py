@@ -32,15 +32,9 @@ FRAMES = 12  # the test server's default script
 REF_TEXT = "The quick brown fox jumps."
 
 
-@pytest.fixture(scope="module")
-def clone_vllm() -> Iterator[VLLMServer]:
-    # The test server counts one token per prompt character; audio tokens are ~20.
-    with VLLMServer(max_model_len=1_000_000) as server:
-        yield server
-
-
 @pytest.fixture
 def vllm(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
+    """The cloning backend, reset around each test (see conftest.clone_vllm)."""
     clone_vllm.reset()
     yield clone_vllm
     clone_vllm.reset()
