@@ -19,7 +19,23 @@ class VoiceRef(BaseModel):
     id: str = Field(min_length=1)
 
 
-class SpeechRequest(BaseModel):
+class SynthesisOptions(BaseModel):
+    """How to sample and deliver audio: shared by every synthesizing request."""
+
+    response_format: ResponseFormat = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: StreamFormat = "audio"
+    stream: bool = Field(default=True, description="false: one complete file with exact headers")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(
+        default=None, ge=1.0, le=2.0, description="Orpheus degrades below 1.1"
+    )
+    max_tokens: int | None = Field(default=None, ge=7, le=65536)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+
+class SpeechRequest(SynthesisOptions):
     """`POST /v1/audio/speech`: OpenAI's fields plus the Scicom API's sampling fields."""
 
     model_config = ConfigDict(extra="ignore")
@@ -34,17 +50,6 @@ class SpeechRequest(BaseModel):
     instructions: str | None = Field(
         default=None, description="Accepted for compatibility; Orpheus models do not use it."
     )
-    response_format: ResponseFormat = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
-    stream_format: StreamFormat = "audio"
-    stream: bool = Field(default=True, description="false: one complete file with exact headers")
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(
-        default=None, ge=1.0, le=2.0, description="Orpheus degrades below 1.1"
-    )
-    max_tokens: int | None = Field(default=None, ge=7, le=65536)
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
     @field_validator("input")
     @classmethod

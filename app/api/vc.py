@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from app.api import deps
@@ -23,7 +23,7 @@ from app.audio.reference import ReferenceLimits, load_reference
 from app.codec.batcher import DecoderService
 from app.config import Settings
 from app.errors import InvalidRequest
-from app.protocol import ResponseFormat, StreamFormat
+from app.protocol import SynthesisOptions
 from app.service.cloning import VoiceReference, encode_reference
 from app.service.jobs import JobFactory
 from app.service.prompts import sanitize_text
@@ -34,21 +34,12 @@ router = APIRouter(tags=["voice cloning"])
 REFERENCE_FILE = "reference_audio"
 
 
-class CloneForm(BaseModel):
+class CloneForm(SynthesisOptions):
     model_config = ConfigDict(extra="forbid")
 
     reference_text: str = Field(description="Transcript of reference_audio.")
     generate_text: str = Field(description="Text to speak in the reference voice.")
     model: str | None = None
-    response_format: ResponseFormat = "mp3"
-    stream: bool = True
-    stream_format: StreamFormat = "audio"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=7, le=65536)
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
 _FIELD_DOCS: dict[str, dict[str, object]] = {
@@ -116,17 +107,5 @@ async def clone_voice(
         )
     finally:
         await upload.close()
-    job = jobs.clone(
-        reference,
-        form.generate_text,
-        param="generate_text",
-        temperature=form.temperature,
-        top_p=form.top_p,
-        repetition_penalty=form.repetition_penalty,
-        max_tokens=form.max_tokens,
-        seed=form.seed,
-        response_format=form.response_format,
-        speed=form.speed,
-        streaming=form.stream,
-    )
+    job = jobs.clone(reference, form.generate_text, form, param="generate_text")
     return await synthesis_response(request, pipeline, job, form.stream_format)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.config import Settings
-from app.engine.base import GenerationParams
+from app.engine.base import GenerationParams, Prompt
 from app.errors import InvalidRequest
-from app.protocol import OPENAI_TTS_MODELS, SpeechRequest, VoiceRef
+from app.protocol import OPENAI_TTS_MODELS, SpeechRequest, SynthesisOptions, VoiceRef
 from app.service.cloning import VoiceReference, fit_max_tokens
 from app.service.prompts import PromptAdapter
 from app.service.speech import SynthesisJob
@@ -80,32 +80,9 @@ class JobFactory:
             )
         reference = self._saved_reference(req)
         if reference is not None:
-            return self.clone(
-                reference,
-                req.input,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                repetition_penalty=req.repetition_penalty,
-                max_tokens=req.max_tokens,
-                seed=req.seed,
-                response_format=req.response_format,
-                speed=req.speed,
-                streaming=req.stream,
-            )
+            return self.clone(reference, req.input, req)
         voice = self.voices.resolve(req.voice_name)
-        return SynthesisJob(
-            prompt=self.adapter.speech_prompt(voice, req.input),
-            params=self.params(
-                temperature=req.temperature,
-                top_p=req.top_p,
-                repetition_penalty=req.repetition_penalty,
-                max_tokens=req.max_tokens,
-                seed=req.seed,
-            ),
-            response_format=req.response_format,
-            speed=req.speed,
-            streaming=req.stream,
-        )
+        return self._job(self.adapter.speech_prompt(voice, req.input), req, req.max_tokens)
 
     def _saved_reference(self, req: SpeechRequest) -> VoiceReference | None:
         """The saved voice `req` names: by id for `{"id": ...}` (or a built-in name); for
@@ -132,36 +109,35 @@ class JobFactory:
         self,
         reference: VoiceReference,
         text: str,
+        options: SynthesisOptions,
         *,
         param: str = "input",
-        temperature: float | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        response_format: str = "mp3",
-        speed: float = 1.0,
-        streaming: bool = True,
     ) -> SynthesisJob:
         """A zero-shot job speaking `text` in the voice of `reference`, within the context."""
         self.check_text(text, param)
         budget = fit_max_tokens(
             reference,
             text,
-            requested=max_tokens,
+            requested=options.max_tokens,
             default=self.settings.default_max_tokens,
             max_model_len=self.settings.max_model_len,
         )
+        prompt = self.adapter.clone_prompt(reference.text, reference.token_ids, text)
+        return self._job(prompt, options, budget)
+
+    def _job(
+        self, prompt: Prompt, options: SynthesisOptions, max_tokens: int | None
+    ) -> SynthesisJob:
         return SynthesisJob(
-            prompt=self.adapter.clone_prompt(reference.text, reference.token_ids, text),
+            prompt=prompt,
             params=self.params(
-                temperature=temperature,
-                top_p=top_p,
-                repetition_penalty=repetition_penalty,
-                max_tokens=budget,
-                seed=seed,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                repetition_penalty=options.repetition_penalty,
+                max_tokens=max_tokens,
+                seed=options.seed,
             ),
-            response_format=response_format,
-            speed=speed,
-            streaming=streaming,
+            response_format=options.response_format,
+            speed=options.speed,
+            streaming=options.stream,
         )

@@ -25,7 +25,7 @@ from app.audio.pcm import SAMPLE_RATE
 from app.audio.speed import TempoStream
 from app.audio.windows import WindowPlanner
 from app.codec.batcher import DecoderService
-from app.codec.tokens import TOKENS_PER_FRAME, FrameAssembler
+from app.codec.tokens import TOKENS_PER_FRAME, FrameAssembler, InvalidPolicy
 from app.engine.base import GenerationParams, Prompt, TokenEngine
 from app.errors import BackendError, Overloaded
 
@@ -38,7 +38,7 @@ class PipelineConfig:
     first_frames: int = 1
     max_frames: int = 16
     crossfade_samples: int = 0
-    invalid_token_policy: str = "resync"
+    invalid_token_policy: InvalidPolicy = "resync"
     max_invalid_tokens: int | None = None
 
 
@@ -109,7 +109,7 @@ class SpeechPipeline:
         """Decoded PCM chunks (float32, mono, 24 kHz) in order, every frame exactly once."""
         cfg = self.config
         assembler = FrameAssembler(
-            policy="fail" if cfg.invalid_token_policy == "fail" else "resync",
+            policy=cfg.invalid_token_policy,
             max_invalid=cfg.max_invalid_tokens,
         )
         planner = WindowPlanner(

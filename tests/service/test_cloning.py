@@ -28,6 +28,7 @@ from app.codec.tokens import (
 )
 from app.config import Settings
 from app.errors import InvalidRequest
+from app.protocol import SynthesisOptions
 from app.service.cloning import (
     CLONE_CONTROL_TOKENS,
     MIN_GENERATION_TOKENS,
@@ -171,13 +172,13 @@ def test_job_factory_clone_builds_the_job() -> None:
     settings = Settings(_env_file=None, max_model_len=1000, default_max_tokens=900)  # type: ignore[call-arg]
     jobs = JobFactory(settings, VoiceCatalog(["tara"], {}, "tara"), OrpheusAdapter())
     ref = reference(20, "Ref.")  # 140 audio tokens: the default 900 does not fit
-    job = jobs.clone(ref, "Hi", response_format="wav", temperature=0.2, seed=3)
+    job = jobs.clone(ref, "Hi", SynthesisOptions(response_format="wav", temperature=0.2, seed=3))
     assert job.prompt == OrpheusAdapter().clone_prompt("Ref.", ref.token_ids, "Hi")
     assert job.params.max_tokens == 1000 - estimate_prompt_tokens(ref, "Hi") < 900
     assert job.params.temperature == 0.2 and job.params.seed == 3
     assert job.params.stop_token_ids == (END_OF_SPEECH,)
     with pytest.raises(InvalidRequest) as info:
-        jobs.clone(ref, "Hi", max_tokens=999)
+        jobs.clone(ref, "Hi", SynthesisOptions(max_tokens=999))
     assert info.value.param == "max_tokens"
     with pytest.raises(InvalidRequest):
-        jobs.clone(ref, "   ", param="generate_text")
+        jobs.clone(ref, "   ", SynthesisOptions(), param="generate_text")
