@@ -38,7 +38,7 @@ class ModelSources:
 
 def _model_sources(settings: Settings) -> ModelSources:
     if settings.tts_demo:
-        from app.service.demo import ensure_demo_models
+        from app.demo.models import ensure_demo_models
 
         demo = ensure_demo_models(settings.cache_dir)
         return ModelSources(snac=str(demo.snac_dir), llm=str(demo.llm_dir))

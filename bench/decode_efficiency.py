@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.audio.joins import SeamJoiner
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.windows import Window, WindowPlanner
-from app.codec.random_weights import write_random_snac
 from app.codec.snac import SNAC, SnacCodec, load_codec, remove_noise
 from app.codec.tokens import frames_to_codes
+from app.demo.random_snac import write_random_snac
 
 
 @dataclass

@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.windows import WindowPlanner
 from app.codec.batcher import DecoderService, DecoderStats
-from app.codec.random_weights import write_random_snac
 from app.codec.snac import SnacCodec, load_codec
 from app.config import Settings
+from app.demo.random_snac import write_random_snac
 
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
 

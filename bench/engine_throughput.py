@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import GenerationConfig, LogitsProcessorList
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
-from app.codec.tokens import PAD, TOKENS_PER_FRAME
+from app.demo.models import ensure_demo_models
 from app.engine.base import GenerationParams, Prompt
 from app.engine.constraints import OrpheusSampler
 from app.engine.local import LocalEngine
-from app.service.demo import ensure_demo_models
+from app.vocab import PAD, TOKENS_PER_FRAME
 
 REAL_TIME_TOKENS_PER_S = TOKENS_PER_FRAME * SAMPLE_RATE / SAMPLES_PER_FRAME
 PROMPT = Prompt(
@@ -75,8 +75,9 @@ async def concurrent(engine: LocalEngine, streams: int, tokens: int) -> None:
 def batched(engine: LocalEngine, rows: int, tokens: int) -> None:
     model = engine.model
     ids = torch.tensor([engine.prompt_ids(PROMPT)] * rows, device=model.device)
+    # No stop ids: every row runs to the end.
     sampler = OrpheusSampler(
-        ids.shape[1], temperature=0.6, top_p=0.9, repetition_penalty=1.1, seed=0
+        ids.shape[1], stop_token_ids=[], temperature=0.6, top_p=0.9, repetition_penalty=1.1, seed=0
     )
     config = GenerationConfig(
         max_new_tokens=tokens,

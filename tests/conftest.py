@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.codec.random_weights import write_random_snac
 from app.codec.snac import SnacCodec, load_codec
+from app.demo.random_snac import write_random_snac
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,8 +27,8 @@ import jsonschema
 import pytest
 import yaml
 
-from app.codec.random_weights import write_random_snac
 from app.config import Settings
+from app.demo.random_snac import write_random_snac
 from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer
 

@@ -1,4 +1,4 @@
-"""The layers point one way: api -> service -> engine | codec | audio | text."""
+"""The layers point one way: api -> service -> engine | codec | audio | text -> leaves."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import pytest
 APP = Path(__file__).resolve().parents[1] / "app"
 
 FORBIDDEN = {
-    "codec": ("app.engine", "app.service", "app.api"),
+    "demo": ("app.service", "app.api"),
+    "codec": ("app.engine", "app.service", "app.api", "app.demo"),
     "audio": ("app.engine", "app.service", "app.api", "app.codec"),
     "text": ("app.engine", "app.service", "app.api", "app.codec", "app.audio"),
-    "engine": ("app.service", "app.api"),
-    "service": ("app.api",),
+    "engine": ("app.service", "app.api", "app.demo"),
+    "service": ("app.api", "app.demo"),
 }
+LEAVES = ("vocab.py", "errors.py")
+"""Modules every layer may use, which import nothing of the gateway themselves."""
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -40,6 +43,12 @@ def test_lower_layers_never_import_higher_ones(layer: str) -> None:
         if name.startswith(FORBIDDEN[layer])
     ]
     assert not violations, violations
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaves_import_nothing_of_the_gateway(leaf: str) -> None:
+    names = imported_modules(APP / leaf)
+    assert not [n for n in names if n == "app" or n.startswith("app.")], names
 
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:

@@ -31,13 +31,8 @@ with warnings.catch_warnings():
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.codec.receptive import plan_stages, run_cropped
-from app.codec.tokens import (
-    CODEBOOK_SIZE,
-    TOKENS_PER_FRAME,
-    Frames,
-    codes_to_frames,
-    frames_to_codes,
-)
+from app.codec.tokens import Frames, codes_to_frames, frames_to_codes
+from app.vocab import CODEBOOK_SIZE, TOKENS_PER_FRAME
 
 __all__ = [
     "CONFIG_FILE",

@@ -1,11 +1,10 @@
-"""Orpheus token ids <-> SNAC codes: the pure mapping, no torch.
+"""Audio token ids <-> SNAC frames and codebooks: the pure mapping, no torch.
 
-An Orpheus generation interleaves the three SNAC codebooks into frames of seven
-audio tokens, in the encoder's order ``c0, c1a, c2a, c2b, c1b, c2c, c2d``. The
-token of slot ``s`` carrying code ``c`` has id ``128256 + 10 + s * 4096 + c``, so
-every audio id names its own slot: the assembler uses that to notice a lost or
-garbled token instead of silently shifting every later code into the wrong
-codebook (which is what counting positions alone would do).
+The ids and their layout belong to the model family (`app.vocab`); this module
+turns them into frames ``(n, 7)`` and SNAC's three codebooks and back. Every audio
+id names its own slot, and the assembler uses that to notice a lost or garbled
+token instead of silently shifting every later code into the wrong codebook (which
+is what counting positions alone would do).
 """
 
 from __future__ import annotations
@@ -17,26 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.errors import InvalidAudioTokens
-
-CUSTOM_TOKEN_BASE: Final = 128256
-"""Id of ``<custom_token_0>``: the first id after the Llama-3 vocabulary."""
-BOS: Final = 128000
-EOT: Final = 128009
-START_OF_SPEECH: Final = 128257
-END_OF_SPEECH: Final = 128258
-START_OF_HUMAN: Final = 128259
-END_OF_HUMAN: Final = 128260
-START_OF_AI: Final = 128261
-END_OF_AI: Final = 128262
-PAD: Final = 128263
-AUDIO_TOKEN_OFFSET: Final = 10
-CODEBOOK_SIZE: Final = 4096
-TOKENS_PER_FRAME: Final = 7
-
-AUDIO_TOKEN_BASE: Final = CUSTOM_TOKEN_BASE + AUDIO_TOKEN_OFFSET
-"""First audio id (slot 0, code 0)."""
-AUDIO_TOKEN_END: Final = AUDIO_TOKEN_BASE + TOKENS_PER_FRAME * CODEBOOK_SIZE
-"""One past the last audio id (slot 6, code 4095)."""
+from app.vocab import AUDIO_TOKEN_BASE, CODEBOOK_SIZE, TOKENS_PER_FRAME, token_slot_code
 
 # Positions inside a frame that belong to codebooks 1 and 2, in time order.
 _C1_SLOTS: Final = (1, 4)
@@ -46,23 +26,6 @@ Frames = npt.NDArray[np.int64]
 """Shape ``(n, 7)`` (or ``(..., n, 7)``): one row of codes per frame, in token order."""
 
 InvalidPolicy = Literal["resync", "fail"]
-
-
-def audio_token_id(slot: int, code: int) -> int:
-    """Token id carrying SNAC ``code`` at frame position ``slot``."""
-    if not 0 <= slot < TOKENS_PER_FRAME:
-        raise ValueError(f"slot must be in 0..{TOKENS_PER_FRAME - 1}, got {slot}")
-    if not 0 <= code < CODEBOOK_SIZE:
-        raise ValueError(f"code must be in 0..{CODEBOOK_SIZE - 1}, got {code}")
-    return AUDIO_TOKEN_BASE + slot * CODEBOOK_SIZE + code
-
-
-def token_slot_code(token_id: int) -> tuple[int, int] | None:
-    """``(slot, code)`` of an audio token id, None for any other id."""
-    if not AUDIO_TOKEN_BASE <= token_id < AUDIO_TOKEN_END:
-        return None
-    slot, code = divmod(token_id - AUDIO_TOKEN_BASE, CODEBOOK_SIZE)
-    return slot, code
 
 
 def frames_to_codes(

@@ -1,9 +1,10 @@
 """Decoding rules that make an in-process generation emit only valid Orpheus audio.
 
 At generated position ``p`` (0 = first token after the prompt) the only ids allowed are
-the 4096 audio ids of frame slot ``p mod 7``, plus ``END_OF_SPEECH`` at a frame boundary
-(``p mod 7 == 0``), so a stream always stops on a whole frame and never wastes a token
-on text.
+the 4096 audio ids of frame slot ``p mod 7``, plus the request's stop ids (Orpheus:
+``END_OF_SPEECH``, from the prompt adapter through ``GenerationParams``) at a frame
+boundary (``p mod 7 == 0``), so a stream always stops on a whole frame and never wastes
+a token on text.
 
 `OrpheusAudioConstraint` is that rule as a plain masking processor, for any
 ``generate`` call. `OrpheusSampler` is what the engine runs: repetition penalty,
@@ -17,14 +18,17 @@ reproduce its output nor stay out of the other streams' way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers import LogitsProcessor
 
-from app.codec.tokens import CODEBOOK_SIZE, END_OF_SPEECH, TOKENS_PER_FRAME, audio_token_id
+from app.vocab import CODEBOOK_SIZE, TOKENS_PER_FRAME, audio_token_id
 
 
 def allowed_range(position: int) -> tuple[int, int, bool]:
-    """``(first, end, end_of_speech_allowed)``: ids ``first..end-1`` are allowed at ``position``."""
+    """``(first, end, stop_allowed)``: ids ``first..end-1`` are allowed at ``position``,
+    and the stop ids too when ``stop_allowed`` (a frame boundary)."""
     if position < 0:
         raise ValueError(f"position must be >= 0, got {position}")
     slot = position % TOKENS_PER_FRAME
@@ -33,7 +37,7 @@ def allowed_range(position: int) -> tuple[int, int, bool]:
 
 
 class OrpheusAudioConstraint(LogitsProcessor):
-    """Masks every id but the current slot's audio ids (and ``END_OF_SPEECH`` on boundaries).
+    """Masks every id but the current slot's audio ids (and the stop ids on boundaries).
 
     ``prompt_length`` is the length of ``input_ids`` when generation starts; every row
     of a batch is at the same position, as in any (left-padded) ``generate`` batch.
@@ -41,15 +45,16 @@ class OrpheusAudioConstraint(LogitsProcessor):
     could otherwise leave no allowed token at all.
     """
 
-    def __init__(self, prompt_length: int) -> None:
+    def __init__(self, prompt_length: int, stop_token_ids: Sequence[int]) -> None:
         self.prompt_length = prompt_length
+        self.stop_token_ids = list(stop_token_ids)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        first, end, eos_allowed = allowed_range(input_ids.shape[-1] - self.prompt_length)
+        first, end, stop_allowed = allowed_range(input_ids.shape[-1] - self.prompt_length)
         masked = torch.full_like(scores, float("-inf"))
         masked[:, first:end] = scores[:, first:end]
-        if eos_allowed:
-            masked[:, END_OF_SPEECH] = scores[:, END_OF_SPEECH]
+        if stop_allowed and self.stop_token_ids:
+            masked[:, self.stop_token_ids] = scores[:, self.stop_token_ids]
         return masked
 
 
@@ -66,6 +71,7 @@ class OrpheusSampler(LogitsProcessor):
         self,
         prompt_length: int,
         *,
+        stop_token_ids: Sequence[int],
         temperature: float,
         top_p: float,
         repetition_penalty: float,
@@ -76,6 +82,7 @@ class OrpheusSampler(LogitsProcessor):
         if repetition_penalty <= 0.0:
             raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
         self.prompt_length = prompt_length
+        self.stop_token_ids = list(stop_token_ids)
         self.temperature = temperature
         self.top_p = top_p
         self.repetition_penalty = repetition_penalty
@@ -87,14 +94,15 @@ class OrpheusSampler(LogitsProcessor):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids (k,), logits (batch, k))`` of the allowed tokens after penalty,
         temperature and top-p (tokens top-p removed are ``-inf``)."""
-        first, end, eos_allowed = allowed_range(input_ids.shape[-1] - self.prompt_length)
+        first, end, stop_allowed = allowed_range(input_ids.shape[-1] - self.prompt_length)
         ids = torch.arange(first, end, device=scores.device)
         logits = scores[:, first:end].float()
-        if eos_allowed:
-            ids = torch.cat([ids, ids.new_tensor([END_OF_SPEECH])])
-            logits = torch.cat([logits, scores[:, END_OF_SPEECH : END_OF_SPEECH + 1].float()], 1)
+        stops = self.stop_token_ids if stop_allowed else []
+        if stops:
+            ids = torch.cat([ids, ids.new_tensor(stops)])
+            logits = torch.cat([logits, scores[:, stops].float()], 1)
         if self.repetition_penalty != 1.0:
-            logits = self._penalize(input_ids, logits, first, eos_allowed)
+            logits = self._penalize(input_ids, logits, first, stops)
         if self.temperature > 0.0:
             logits = logits / self.temperature
             if self.top_p < 1.0:
@@ -114,13 +122,13 @@ class OrpheusSampler(LogitsProcessor):
         return scores
 
     def _penalize(
-        self, input_ids: torch.Tensor, logits: torch.Tensor, first: int, eos_allowed: bool
+        self, input_ids: torch.Tensor, logits: torch.Tensor, first: int, stops: list[int]
     ) -> torch.Tensor:
         width = logits.shape[1]
         column = input_ids - first
         column = torch.where((column >= 0) & (column < CODEBOOK_SIZE), column, width)
-        if eos_allowed:
-            column = torch.where(input_ids == END_OF_SPEECH, CODEBOOK_SIZE, column)
+        for offset, stop in enumerate(stops):
+            column = torch.where(input_ids == stop, CODEBOOK_SIZE + offset, column)
         seen = torch.zeros((logits.shape[0], width + 1), dtype=torch.bool, device=logits.device)
         seen.scatter_(1, column, True)
         p = self.repetition_penalty

@@ -35,15 +35,6 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from app.codec.tokens import (
-    AUDIO_TOKEN_BASE,
-    AUDIO_TOKEN_END,
-    BOS,
-    CUSTOM_TOKEN_BASE,
-    END_OF_SPEECH,
-    PAD,
-    START_OF_HUMAN,
-)
 from app.engine.base import (
     EngineLoadError,
     FinishReason,
@@ -53,6 +44,14 @@ from app.engine.base import (
 )
 from app.engine.constraints import OrpheusSampler
 from app.errors import BackendError, BackendUnavailable, InvalidRequest, Overloaded
+from app.vocab import (
+    AUDIO_TOKEN_BASE,
+    AUDIO_TOKEN_END,
+    BOS,
+    CUSTOM_TOKEN_BASE,
+    PAD,
+    START_OF_HUMAN,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +188,7 @@ class LocalEngine:
     ) -> AsyncGenerator[TokenBatch, None]:
         input_ids = self.prompt_ids(prompt)
         max_new = self._max_new_tokens(len(input_ids), params.max_tokens)
-        stop_ids = {END_OF_SPEECH, *params.stop_token_ids}
+        stop_ids = set(params.stop_token_ids)
         job = self._admit()
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[list[int] | _End] = asyncio.Queue()
@@ -263,6 +262,7 @@ class LocalEngine:
             ids = torch.tensor([input_ids], dtype=torch.long, device=device)
             sampler = OrpheusSampler(
                 len(input_ids),
+                stop_token_ids=params.stop_token_ids,
                 temperature=params.temperature,
                 top_p=params.top_p,
                 repetition_penalty=params.repetition_penalty,
@@ -293,7 +293,8 @@ class LocalEngine:
             temperature=1.0,
             top_p=1.0,
             repetition_penalty=1.0,
-            eos_token_id=sorted({END_OF_SPEECH, *params.stop_token_ids}),
+            # Never empty: without a stop id nothing but max_new_tokens ends a generation.
+            eos_token_id=sorted(params.stop_token_ids) or [PAD],
             pad_token_id=PAD,
             bos_token_id=BOS,
         )

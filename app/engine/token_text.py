@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 
 from app.engine.base import NON_TOKEN
-
-CUSTOM_TOKEN_BASE = 128256
-"""`<custom_token_N>` is token id CUSTOM_TOKEN_BASE + N."""
+from app.vocab import CUSTOM_TOKEN_BASE
 
 _PREFIX = "<custom_token_"
 _MAX_DIGITS = 9
@@ -85,10 +83,3 @@ class TokenTextParser:
             pieces -= 1
         out.extend([NON_TOKEN] * pieces)
         self._in_junk = not text[-1].isspace()
-
-
-def token_text(token_id: int) -> str:
-    """The text spelling of a custom token id (inverse of the parser, for tests and servers)."""
-    if token_id < CUSTOM_TOKEN_BASE:
-        raise ValueError(f"token id {token_id} is not a custom token")
-    return f"<custom_token_{token_id - CUSTOM_TOKEN_BASE}>"

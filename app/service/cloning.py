@@ -21,8 +21,9 @@ import numpy as np
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.reference import ReferenceAudio
 from app.codec.batcher import DecoderService
-from app.codec.tokens import TOKENS_PER_FRAME, Frames, frames_to_token_ids
+from app.codec.tokens import Frames, frames_to_token_ids
 from app.errors import InvalidRequest
+from app.vocab import TOKENS_PER_FRAME
 
 CLONE_CONTROL_TOKENS: Final = 14
 """Control tokens of the zero-shot layout: 8 around the reference turn, 6 around the new one."""

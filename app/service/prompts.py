@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
-from app.codec.tokens import CUSTOM_TOKEN_BASE, END_OF_SPEECH
 from app.engine.base import Prompt
+from app.vocab import (
+    BOS,
+    END_OF_AI,
+    END_OF_HUMAN,
+    END_OF_SPEECH,
+    EOT,
+    START_OF_AI,
+    START_OF_HUMAN,
+    START_OF_SPEECH,
+    spell_all,
+)
 
 # Spellings a tokenizer turns into control tokens: `<|eot_id|>`, `<custom_token_3>`,
 # `<filler_7>`, `<|reserved_special_token_2|>`. User text must never carry them.
@@ -48,23 +58,16 @@ class PromptAdapter(Protocol):
 class OrpheusAdapter:
     """canopylabs/orpheus fine-tuned layout, spelled as text for completions servers.
 
-    `[128259] + tok("{voice}: {text}") + [128009, 128260, 128261, 128257]`, where the
-    tokenizer adds BOS; the backend request sets add_special_tokens=false so the
-    text below maps to exactly these ids.
+    `[SOH] + tok("{voice}: {text}") + [EOT, EOH, SOA, SOS]`, where the tokenizer adds
+    BOS; the backend request sets add_special_tokens=false, so the spelled text maps to
+    exactly these ids (`app.vocab.spell`).
     """
 
     family = "orpheus"
     stop_token_ids: tuple[int, ...] = (END_OF_SPEECH,)
 
     def speech_prompt(self, voice: str, text: str) -> Prompt:
-        body = sanitize_text(text)
-        return Prompt(
-            text=(
-                "<custom_token_3><|begin_of_text|>"
-                f"{voice}: {body}"
-                "<|eot_id|><custom_token_4><custom_token_5><custom_token_1>"
-            )
-        )
+        return Prompt(text=_human_turn(f"{voice}: {sanitize_text(text)}"))
 
     def clone_prompt(
         self, reference_text: str, reference_tokens: Sequence[int], text: str
@@ -74,16 +77,19 @@ class OrpheusAdapter:
         `[SOH] + tok(ref) + [EOT, EOH, SOA, SOS] + audio + [EOS, EOA]` then
         `[SOH] + tok(text) + [EOT, EOH, SOA, SOS]`; tok adds BOS to both texts.
         """
-        audio = "".join(f"<custom_token_{t - CUSTOM_TOKEN_BASE}>" for t in reference_tokens)
         return Prompt(
-            text=(
-                "<custom_token_3><|begin_of_text|>"
-                f"{sanitize_text(reference_text)}"
-                "<|eot_id|><custom_token_4><custom_token_5><custom_token_1>"
-                f"{audio}"
-                "<custom_token_2><custom_token_6>"
-                "<custom_token_3><|begin_of_text|>"
-                f"{sanitize_text(text)}"
-                "<|eot_id|><custom_token_4><custom_token_5><custom_token_1>"
-            )
+            text=_human_turn(sanitize_text(reference_text))
+            + spell_all(list(reference_tokens))
+            + _AI_TURN_END
+            + _human_turn(sanitize_text(text))
         )
+
+
+_TURN_START: Final = spell_all([START_OF_HUMAN, BOS])
+_TURN_END: Final = spell_all([EOT, END_OF_HUMAN, START_OF_AI, START_OF_SPEECH])
+_AI_TURN_END: Final = spell_all([END_OF_SPEECH, END_OF_AI])
+
+
+def _human_turn(body: str) -> str:
+    """A human turn that hands over to the model's speech."""
+    return _TURN_START + body + _TURN_END

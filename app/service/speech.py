@@ -25,9 +25,10 @@ from app.audio.pcm import SAMPLE_RATE
 from app.audio.speed import TempoStream
 from app.audio.windows import WindowPlanner
 from app.codec.batcher import DecoderService
-from app.codec.tokens import TOKENS_PER_FRAME, FrameAssembler, InvalidPolicy
+from app.codec.tokens import FrameAssembler, InvalidPolicy
 from app.engine.base import GenerationParams, Prompt, TokenEngine
 from app.errors import BackendError, Overloaded
+from app.vocab import TOKENS_PER_FRAME
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Final
 
 import numpy as np
 
-from app.codec.tokens import TOKENS_PER_FRAME
 from app.errors import InvalidRequest
 from app.service.cloning import VoiceReference
+from app.vocab import TOKENS_PER_FRAME
 
 ID_PREFIX: Final = "voice_"
 MAX_NAME_CHARS: Final = 64

@@ -18,8 +18,9 @@ import pytest
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.reference import ReferenceLimits, load_reference
 from app.codec.snac import SnacCodec
-from app.codec.tokens import CUSTOM_TOKEN_BASE, FrameAssembler, frames_to_token_ids
+from app.codec.tokens import FrameAssembler, frames_to_token_ids
 from app.service.cloning import estimate_text_tokens
+from app.vocab import CUSTOM_TOKEN_BASE
 from tests.api.conftest import gateway_settings
 from tests.support.audio import decode_audio
 from tests.support.clips import chirp, encode_clip

@@ -13,7 +13,8 @@ from app.audio.joins import SeamJoiner
 from app.audio.pcm import SAMPLES_PER_FRAME as SPF
 from app.audio.windows import Window, WindowPlanner
 from app.codec.snac import SnacCodec
-from app.codec.tokens import START_OF_SPEECH, FrameAssembler, frames_to_token_ids
+from app.codec.tokens import FrameAssembler, frames_to_token_ids
+from app.vocab import START_OF_SPEECH
 
 
 def stream(

@@ -7,20 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.codec import tokens as tk
-from app.codec.tokens import (
+from app import vocab as tk
+from app.codec.tokens import FrameAssembler, codes_to_frames, frames_to_codes, frames_to_token_ids
+from app.errors import InvalidAudioTokens
+from app.vocab import (
     AUDIO_TOKEN_BASE,
     AUDIO_TOKEN_END,
     CODEBOOK_SIZE,
     TOKENS_PER_FRAME,
-    FrameAssembler,
     audio_token_id,
-    codes_to_frames,
-    frames_to_codes,
-    frames_to_token_ids,
     token_slot_code,
 )
-from app.errors import InvalidAudioTokens
 
 codes = st.integers(0, CODEBOOK_SIZE - 1)
 frame_lists = st.lists(st.lists(codes, min_size=7, max_size=7), max_size=12)
@@ -43,33 +40,6 @@ def split(seq: list[int], cuts: list[int]) -> list[list[int]]:
 def feed_all(asm: FrameAssembler, chunks: list[list[int]]) -> np.ndarray:
     out = [asm.feed(chunk) for chunk in chunks]
     return np.concatenate([np.empty((0, 7), np.int64), *out])
-
-
-def test_constants_follow_the_custom_token_layout() -> None:
-    assert tk.CUSTOM_TOKEN_BASE + 1 == tk.START_OF_SPEECH
-    assert AUDIO_TOKEN_BASE == tk.CUSTOM_TOKEN_BASE + tk.AUDIO_TOKEN_OFFSET == 128266
-    assert AUDIO_TOKEN_END == AUDIO_TOKEN_BASE + 7 * 4096
-
-
-@given(slot=st.integers(0, 6), code=codes)
-def test_audio_token_id_round_trips(slot: int, code: int) -> None:
-    token_id = audio_token_id(slot, code)
-    assert token_id == 128256 + 10 + slot * 4096 + code
-    assert token_slot_code(token_id) == (slot, code)
-
-
-def test_code_range_edges() -> None:
-    assert token_slot_code(audio_token_id(0, 0)) == (0, 0)
-    assert token_slot_code(audio_token_id(6, 4095)) == (6, 4095)
-    assert token_slot_code(AUDIO_TOKEN_END) is None
-    for bad in (tk.PAD, tk.START_OF_SPEECH, -1, 0, AUDIO_TOKEN_BASE - 1):
-        assert token_slot_code(bad) is None
-    with pytest.raises(ValueError):
-        audio_token_id(0, 4096)
-    with pytest.raises(ValueError):
-        audio_token_id(7, 0)
-    with pytest.raises(ValueError):
-        audio_token_id(0, -1)
 
 
 def test_frames_to_codes_follows_snac_time_order() -> None:

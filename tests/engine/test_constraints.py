@@ -60,7 +60,7 @@ def reference_chain(
     chain = LogitsProcessorList()
     if penalty != 1.0:
         chain.append(RepetitionPenaltyLogitsProcessor(penalty))
-    chain.append(OrpheusAudioConstraint(prompt_length))
+    chain.append(OrpheusAudioConstraint(prompt_length, [END_OF_SPEECH]))
     if temperature != 1.0:
         chain.append(TemperatureLogitsWarper(temperature))
     if top_p < 1.0:
@@ -75,7 +75,7 @@ def test_mask_leaves_exactly_the_slot_codes_and_boundary_stop(
 ) -> None:
     seed, batch, prompt_length, position, spikes = params
     history, scores = make_case(seed, batch, prompt_length, position, spikes)
-    masked = OrpheusAudioConstraint(prompt_length)(history, scores.clone())
+    masked = OrpheusAudioConstraint(prompt_length, [END_OF_SPEECH])(history, scores.clone())
     for row in range(batch):
         finite = torch.nonzero(torch.isfinite(masked[row])).flatten().tolist()
         assert all(satisfies(t, position) for t in finite)
@@ -106,6 +106,7 @@ def test_sampler_picks_one_allowed_token_the_reference_chain_allows(
     history, scores = make_case(seed, batch, prompt_length, position, spikes)
     sampler = OrpheusSampler(
         prompt_length,
+        stop_token_ids=[END_OF_SPEECH],
         temperature=temperature,
         top_p=top_p,
         repetition_penalty=penalty,
@@ -139,7 +140,12 @@ def test_sampler_distribution_equals_transformers_processors(
     temperature, top_p, penalty = knobs
     history, scores = make_case(seed, batch, prompt_length, position, spikes)
     sampler = OrpheusSampler(
-        prompt_length, temperature=temperature, top_p=top_p, repetition_penalty=penalty, seed=0
+        prompt_length,
+        stop_token_ids=[END_OF_SPEECH],
+        temperature=temperature,
+        top_p=top_p,
+        repetition_penalty=penalty,
+        seed=0,
     )
     ids, logits = sampler.candidates(history, scores.clone())
     expected = torch.softmax(
@@ -152,7 +158,14 @@ def test_sampler_distribution_equals_transformers_processors(
 
 def test_seed_makes_draws_repeatable_and_distinct_seeds_differ() -> None:
     def draws(seed: int) -> list[int]:
-        sampler = OrpheusSampler(3, temperature=1.0, top_p=1.0, repetition_penalty=1.0, seed=seed)
+        sampler = OrpheusSampler(
+            3,
+            stop_token_ids=[END_OF_SPEECH],
+            temperature=1.0,
+            top_p=1.0,
+            repetition_penalty=1.0,
+            seed=seed,
+        )
         history = torch.zeros((1, 3), dtype=torch.long)
         out = []
         for _ in range(21):

@@ -19,13 +19,14 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from app.demo.tiny_llama import build_model, write_tiny_orpheus_llm
 from app.engine.base import GenerationParams, Prompt, TokenBatch
 from app.engine.local import THREAD_PREFIX, EngineLoadError, LocalEngine
-from app.engine.tiny_llama import build_model, write_tiny_orpheus_llm
 from app.errors import BackendUnavailable, InvalidRequest, Overloaded
 
 ROOT = Path(__file__).resolve().parents[2]
 END_OF_SPEECH = 128258
+STOP = (END_OF_SPEECH,)
 PROMPT_TEXT = (
     "<custom_token_3><|begin_of_text|>tara: Hello world<|eot_id|>"
     "<custom_token_4><custom_token_5><custom_token_1>"
@@ -100,7 +101,9 @@ async def test_every_streamed_token_sits_in_its_slot_and_the_end_is_reported(
     short_engine: LocalEngine, seed: int
 ) -> None:
     max_tokens = 40
-    batches = await collect(short_engine, PROMPT, GenerationParams(max_tokens, seed=seed))
+    batches = await collect(
+        short_engine, PROMPT, GenerationParams(max_tokens, seed=seed, stop_token_ids=STOP)
+    )
     tokens = [t for batch in batches for t in batch.token_ids]
     assert all(in_slot(t, p) for p, t in enumerate(tokens))
     assert [b.finish_reason is not None for b in batches] == [False] * (len(batches) - 1) + [True]
@@ -114,7 +117,9 @@ async def test_every_streamed_token_sits_in_its_slot_and_the_end_is_reported(
 async def test_both_finish_reasons_occur_and_stop_is_not_emitted(short_engine: LocalEngine) -> None:
     reasons = set()
     for seed in range(12):
-        batches = await collect(short_engine, PROMPT, GenerationParams(15, seed=seed))
+        batches = await collect(
+            short_engine, PROMPT, GenerationParams(15, seed=seed, stop_token_ids=STOP)
+        )
         tokens = [t for batch in batches for t in batch.token_ids]
         assert END_OF_SPEECH not in tokens
         reasons.add(batches[-1].finish_reason)
@@ -123,6 +128,16 @@ async def test_both_finish_reasons_occur_and_stop_is_not_emitted(short_engine: L
         else:
             assert len(tokens) == 15
     assert reasons == {"stop", "length"}
+
+
+async def test_only_the_requested_stop_ids_end_a_generation(short_engine: LocalEngine) -> None:
+    # The same seeds that stop early above run to max_tokens without stop ids: the
+    # engine knows no stop token of its own.
+    for seed in range(12):
+        batches = await collect(short_engine, PROMPT, GenerationParams(15, seed=seed))
+        tokens = [t for batch in batches for t in batch.token_ids]
+        assert batches[-1].finish_reason == "length" and len(tokens) == 15
+        assert END_OF_SPEECH not in tokens
 
 
 async def test_seed_repeats_and_text_prompt_equals_id_prompt(

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.engine.base import NON_TOKEN
-from app.engine.token_text import CUSTOM_TOKEN_BASE, TokenTextParser, token_text
+from app.engine.token_text import TokenTextParser
+from app.vocab import CUSTOM_TOKEN_BASE, spell
 
 N = NON_TOKEN
 
@@ -77,10 +78,10 @@ def test_junk_without_closing_bracket_does_not_grow_the_buffer() -> None:
     assert out + parser.close() == [N]
 
 
-def test_token_text_round_trip() -> None:
-    assert parse(token_text(128266 + 4095)) == [128266 + 4095]
+def test_spelling_round_trip() -> None:
+    assert parse(spell(128266 + 4095)) == [128266 + 4095]
     with pytest.raises(ValueError):
-        token_text(5)
+        spell(5)
 
 
 def _split(text: str, cuts: list[int]) -> list[str]:

@@ -15,17 +15,7 @@ from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.reference import ReferenceLimits, load_reference
 from app.codec.batcher import DecoderService
 from app.codec.snac import SnacCodec
-from app.codec.tokens import (
-    CUSTOM_TOKEN_BASE,
-    END_OF_AI,
-    END_OF_HUMAN,
-    END_OF_SPEECH,
-    START_OF_AI,
-    START_OF_HUMAN,
-    START_OF_SPEECH,
-    FrameAssembler,
-    audio_token_id,
-)
+from app.codec.tokens import FrameAssembler
 from app.config import Settings
 from app.errors import InvalidRequest
 from app.protocol import SynthesisOptions
@@ -41,6 +31,16 @@ from app.service.cloning import (
 from app.service.jobs import JobFactory
 from app.service.prompts import _CONTROL_TOKEN, OrpheusAdapter
 from app.service.voices import VoiceCatalog
+from app.vocab import (
+    CUSTOM_TOKEN_BASE,
+    END_OF_AI,
+    END_OF_HUMAN,
+    END_OF_SPEECH,
+    START_OF_AI,
+    START_OF_HUMAN,
+    START_OF_SPEECH,
+    audio_token_id,
+)
 from tests.support.clips import chirp, encode_clip
 
 SPELLED = {"<|begin_of_text|>": "BOS", "<|eot_id|>": "EOT"}

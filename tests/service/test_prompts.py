@@ -1,8 +1,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.codec.tokens import END_OF_SPEECH
 from app.service.prompts import _CONTROL_TOKEN, OrpheusAdapter, sanitize_text
+from app.vocab import END_OF_SPEECH
 
 CONTROL_SPELLINGS = [
     "<custom_token_3>",

@@ -27,7 +27,8 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from app.codec.tokens import (
+from app.engine.constraints import OrpheusSampler
+from app.vocab import (
     AUDIO_TOKEN_BASE,
     AUDIO_TOKEN_END,
     BOS,
@@ -38,7 +39,6 @@ from app.codec.tokens import (
     PAD,
     START_OF_SPEECH,
 )
-from app.engine.constraints import OrpheusSampler
 
 VOCAB_SIZE = 156940
 """The vocabulary size of canopylabs/orpheus-3b-0.1-ft (covers every audio id)."""
@@ -184,6 +184,7 @@ def _end_of_speech_bias(model: LlamaForCausalLM, mean_frames: float) -> float:
     scores = model(input_ids=_calibration_ids()).logits[0].float()
     sampler = OrpheusSampler(
         0,
+        stop_token_ids=[END_OF_SPEECH],
         temperature=_CALIBRATION_TEMPERATURE,
         top_p=_CALIBRATION_TOP_P,
         repetition_penalty=1.0,

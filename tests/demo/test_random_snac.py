@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.codec.random_weights import write_random_snac
 from app.codec.snac import SNAC_24KHZ_CONFIG, load_codec
+from app.demo.random_snac import write_random_snac
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None:

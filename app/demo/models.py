@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.codec.random_weights import write_random_snac
-from app.engine.tiny_llama import write_tiny_orpheus_llm
+from app.demo.random_snac import write_random_snac
+from app.demo.tiny_llama import write_tiny_orpheus_llm
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from app.codec.snac import load_codec
+from app.demo import models as demo
+from app.demo.models import DemoModels, ensure_demo_models
 from app.engine.base import GenerationParams, Prompt
 from app.engine.local import LocalEngine
-from app.service import demo
-from app.service.demo import DemoModels, ensure_demo_models
 
 PROMPT = Prompt(
     "<custom_token_3><|begin_of_text|>tara: Hi<|eot_id|><custom_token_4><custom_token_5>"
@@ -56,7 +56,7 @@ def test_second_call_reuses_the_build(
     marker = (built.llm_dir.parent / demo.MARKER).read_text()
     monkeypatch.setattr(demo, "write_tiny_orpheus_llm", refuse_to_build)
     monkeypatch.setattr(demo, "write_random_snac", refuse_to_build)
-    with caplog.at_level(logging.INFO, logger="app.service.demo"):
+    with caplog.at_level(logging.INFO, logger="app.demo.models"):
         assert ensure_demo_models(cache) == built
     assert (built.llm_dir.parent / demo.MARKER).read_text() == marker
     assert "using the demo models" in caplog.text
