@@ -17,15 +17,16 @@ from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
 from app.api.metrics import GatewayMetrics
 from app.api.middleware import RequestContextMiddleware
 from app.audio.pcm import SAMPLE_RATE
-from app.codec.batcher import DecoderService
+from app.codec.service import CodecService
 from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, load_codec
 from app.config import Settings, load_settings
 from app.engine.base import EngineLoadError, TokenEngine
-from app.service.jobs import JobFactory
+from app.service.gateway import Gateway
+from app.service.jobs import JobBuilder
 from app.service.prompts import OrpheusAdapter
 from app.service.speech import PipelineConfig, SpeechPipeline
 from app.service.voice_store import VoiceStore
-from app.service.voices import VoiceCatalog
+from app.service.voices import VoiceCatalog, Voices
 
 log = logging.getLogger("app")
 
@@ -107,7 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     batching = settings.dynamic_batching
     if batching == "auto":
         batching = str(codec.device).startswith("cuda")
-    decoder = DecoderService(
+    service = CodecService(
         codec,
         dynamic_batching=batching,
         max_batch_size=settings.max_batch_size,
@@ -115,34 +116,34 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue_size=settings.decode_queue_size,
         # Batch padding must stay outside SNAC's receptive field (3 frames), whatever
         # context the windows themselves carry.
-        context=RECEPTIVE_FIELD_FRAMES,
+        receptive_field=RECEPTIVE_FIELD_FRAMES,
     )
-    decoder.start()
-    app.state.metrics.watch_decoder(decoder.stats)
+    service.start()
+    app.state.metrics.watch_codec(service.stats)
     try:
         engine = await _build_engine(settings, sources)
     except BaseException as exc:
         if isinstance(exc, EngineLoadError):
             _startup_failed(exc)
-        await asyncio.to_thread(decoder.close)
+        await asyncio.to_thread(service.close)
         raise
-    app.state.decoder = decoder
-    app.state.engine = engine
-    app.state.pipeline = SpeechPipeline(engine, decoder, _pipeline_config(settings))
     # Opened on first use: a gateway that never saves a voice writes no file.
-    app.state.voice_store = store = VoiceStore(settings.data_dir / "voices.sqlite3")
-    app.state.jobs = JobFactory(
-        settings,
-        VoiceCatalog(settings.speakers, settings.voice_aliases, settings.default_speaker),
-        OrpheusAdapter(),
-        store,
+    store = VoiceStore(settings.data_dir / "voices.sqlite3")
+    catalog = VoiceCatalog(settings.speakers, settings.voice_aliases, settings.default_speaker)
+    app.state.gateway = Gateway(
+        settings=settings,
+        engine=engine,
+        codec=service,
+        pipeline=SpeechPipeline(engine, service, _pipeline_config(settings)),
+        jobs=JobBuilder(settings, OrpheusAdapter()),
+        voices=Voices(catalog, store),
     )
     log.info("gateway ready: engine=%s codec=%s", engine.name, codec.device)
     try:
         yield
     finally:
         await engine.aclose()
-        await asyncio.to_thread(decoder.close)
+        await asyncio.to_thread(service.close)
         store.close()
 
 

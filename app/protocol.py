@@ -6,10 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+from app.audio.formats import ResponseFormat
+from app.audio.speed import MAX_SPEED, MIN_SPEED
+
 StreamFormat = Literal["audio", "sse"]
 
 OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+MAX_VOICE_NAME_CHARS = 64
+MAX_VOICE_DESCRIPTION_CHARS = 1000
 
 
 class VoiceRef(BaseModel):
@@ -23,7 +27,7 @@ class SynthesisOptions(BaseModel):
     """How to sample and deliver audio: shared by every synthesizing request."""
 
     response_format: ResponseFormat = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
     stream_format: StreamFormat = "audio"
     stream: bool = Field(default=True, description="false: one complete file with exact headers")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -61,6 +65,49 @@ class SpeechRequest(SynthesisOptions):
     @property
     def voice_name(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+
+
+class CloneForm(SynthesisOptions):
+    """`POST /v1/audio/vc` (multipart, besides the `reference_audio` file): the Scicom
+    streaming TTS API's fields plus those `/v1/audio/speech` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_text: str = Field(description="Transcript of reference_audio.")
+    generate_text: str = Field(description="Text to speak in the reference voice.")
+    model: str | None = None
+
+
+class SaveVoiceForm(BaseModel):
+    """`POST /v1/audio/voices` (multipart, besides the `reference_audio` file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
+    reference_text: str = Field(description="Transcript of reference_audio.")
+    description: str = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
+
+
+class VoiceInfo(BaseModel):
+    id: str
+    object: Literal["audio.voice"] = "audio.voice"
+    name: str
+    description: str
+    reference_text: str
+    reference_seconds: float
+    audio_tokens: int
+    created_at: int
+
+
+class VoiceList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VoiceInfo]
+
+
+class VoiceDeleted(BaseModel):
+    id: str
+    object: Literal["audio.voice.deleted"] = "audio.voice.deleted"
+    deleted: bool = True
 
 
 class SpeechUsage(BaseModel):

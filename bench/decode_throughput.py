@@ -2,7 +2,7 @@
 
 N synthetic streams produce frames at a token rate (82 tokens/s is real time: one
 7-token frame per 85.3 ms; ``--fast`` adds a run at 4x that), each plans its windows
-with the real `WindowPlanner` and awaits `DecoderService.decode` for each window in
+with the real `WindowPlanner` and awaits `CodecService.decode` for each window in
 order, as a request pipeline does. Per setting it prints:
 
 - rtf: audio seconds delivered per wall second, all streams together (N when they keep up)
@@ -43,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.windows import WindowPlanner
-from app.codec.batcher import DecoderService, DecoderStats
+from app.codec.request import DecodeRequest
+from app.codec.service import CodecService
 from app.codec.snac import SnacCodec, load_codec
+from app.codec.stats import CodecStats
 from app.config import Settings
 from app.demo.random_snac import write_random_snac
 
@@ -88,7 +90,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def one_stream(
-    service: DecoderService | None,
+    service: CodecService | None,
     settings: Settings,
     seconds: float,
     rate: float,
@@ -114,12 +116,7 @@ async def one_stream(
         windows = planner.plan(arrived, final=arrived == total)
         for w in windows:
             if service is not None:
-                await service.decode(
-                    frames[w.start : w.end],
-                    w.keep_start - w.start,
-                    w.keep_end - w.start,
-                    first=delivered == 0,
-                )
+                await service.decode(DecodeRequest.of(frames, w, stream=seed, first=delivered == 0))
             now = time.perf_counter()
             out.lags.append(now - (t0 + w.end * frame_period))  # frame k arrives at (k+1) periods
             duration = w.kept * FRAME_SECONDS
@@ -146,8 +143,8 @@ async def scenario(
     seconds: float,
     max_batch_size: int,
     torch_threads: int | None,
-) -> tuple[list[StreamResult], float, DecoderStats]:
-    service = DecoderService(
+) -> tuple[list[StreamResult], float, CodecStats]:
+    service = CodecService(
         codec,
         dynamic_batching=mode == "batched",
         max_batch_size=max_batch_size,
@@ -183,7 +180,7 @@ async def scenario(
 
 def summarise(
     name: str, rate: float, streams: int, mode: str, results: list[StreamResult], wall: float,
-    stats: DecoderStats,
+    stats: CodecStats,
 ) -> Row:  # fmt: skip
     finished = [r for r in results if r.done]
     ttfas = [r.ttfa for r in results if r.ttfa == r.ttfa]  # not nan

@@ -1,12 +1,22 @@
-"""Typed access to the process-wide objects the lifespan put on `app.state`."""
+"""The only reader of ``app.state``: typed access to the objects built at start-up.
+
+``create_app`` puts the settings, the metrics and the stream slots there; the
+lifespan adds the `Gateway` once the models are loaded.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from app.config import Settings
-from app.service.jobs import JobFactory
-from app.service.speech import SpeechPipeline
+from app.errors import Overloaded
+from app.service.gateway import Gateway
+
+if TYPE_CHECKING:  # the API modules below read their state through here
+    from app.api.limits import StreamSlots
+    from app.api.metrics import GatewayMetrics
 
 
 def settings(request: Request) -> Settings:
@@ -14,11 +24,24 @@ def settings(request: Request) -> Settings:
     return value
 
 
-def pipeline(request: Request) -> SpeechPipeline:
-    value: SpeechPipeline = request.app.state.pipeline
+def gateway_or_none(request: Request) -> Gateway | None:
+    """The gateway, or None while the lifespan is still loading models."""
+    value: Gateway | None = getattr(request.app.state, "gateway", None)
     return value
 
 
-def jobs(request: Request) -> JobFactory:
-    value: JobFactory = request.app.state.jobs
+def gateway(request: Request) -> Gateway:
+    value = gateway_or_none(request)
+    if value is None:
+        raise Overloaded("The gateway is starting; retry shortly.", headers={"Retry-After": "1"})
+    return value
+
+
+def metrics(request: Request) -> GatewayMetrics | None:
+    value: GatewayMetrics | None = getattr(request.app.state, "metrics", None)
+    return value
+
+
+def stream_slots(request: Request) -> StreamSlots:
+    value: StreamSlots = request.app.state.stream_slots
     return value

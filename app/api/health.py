@@ -1,6 +1,6 @@
 """Probes: `/health` and `/live` (the process serves requests), `/ready` (it can synthesize).
 
-Ready means the codec is loaded with its decoder thread running and at least one
+Ready means the codec is loaded with its worker thread running and at least one
 token backend answers; otherwise 503, so a load balancer routes elsewhere.
 """
 
@@ -9,26 +9,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.service.speech import SpeechPipeline
+from app.api import deps
 
 router = APIRouter(tags=["health"])
 
 
-def _pipeline(request: Request) -> SpeechPipeline | None:
-    # Absent while the lifespan is still loading models.
-    value: SpeechPipeline | None = getattr(request.app.state, "pipeline", None)
-    return value
-
-
 @router.get("/health")
 async def health(request: Request) -> dict[str, object]:
-    pipeline = _pipeline(request)
-    if pipeline is None:
+    gateway = deps.gateway_or_none(request)
+    if gateway is None:
         return {"status": "starting"}
     return {
         "status": "ok",
-        "engine": pipeline.engine.name,
-        "decoder_queue": pipeline.decoder.stats().queue_depth,
+        "engine": gateway.engine.name,
+        "decoder_queue": gateway.codec.stats().queue_depth,
     }
 
 
@@ -39,9 +33,10 @@ async def live() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"description": "Not ready"}})
 async def ready(request: Request) -> JSONResponse:
-    pipeline = _pipeline(request)
-    codec = pipeline is not None and pipeline.decoder.stats().running
-    backend = bool(pipeline is not None and await pipeline.engine.ready())
+    gateway = deps.gateway_or_none(request)
+    readiness = await gateway.readiness() if gateway is not None else None
+    codec = readiness is not None and readiness.codec
+    backend = readiness is not None and readiness.backend
     ok = codec and backend
     body = {
         "status": "ready" if ok else "not_ready",

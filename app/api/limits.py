@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import send_error
@@ -121,8 +120,3 @@ class StreamSlots:
 
     def _free(self) -> None:
         self.in_use -= 1
-
-
-def stream_slots(request: Request) -> StreamSlots:
-    value: StreamSlots = request.app.state.stream_slots
-    return value

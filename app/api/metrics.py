@@ -2,7 +2,7 @@
 
 Counters and histograms are fed by the request middleware (every request), by
 the speech route when a stream ends (latency, audio, tokens) and by the error
-handlers (errors by cause). Decoder figures are read from `DecoderService.stats()`
+handlers (errors by cause). Codec figures are read from `CodecService.stats()`
 at scrape time, so the decoder thread never touches Prometheus objects.
 """
 
@@ -27,7 +27,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.codec.batcher import DecoderStats
+from app.api import deps
+from app.codec.stats import CodecStats
 from app.service.speech import SpeechStream
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -39,7 +40,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class _DecoderCollector(Collector):
     """Batch sizes and queue depth of the shared decoder, read when scraped."""
 
-    def __init__(self, stats: Callable[[], DecoderStats]) -> None:
+    def __init__(self, stats: Callable[[], CodecStats]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
@@ -123,7 +124,7 @@ class GatewayMetrics:
         self.loop_tasks.set_function(_loop_tasks)
         ProcessCollector(registry=r)  # open fds and resident memory, for leak checks
 
-    def watch_decoder(self, stats: Callable[[], DecoderStats]) -> None:
+    def watch_codec(self, stats: Callable[[], CodecStats]) -> None:
         self.registry.register(_DecoderCollector(stats))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -174,16 +175,11 @@ def error_cause(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def metrics_of(request: Request) -> GatewayMetrics | None:
-    value: GatewayMetrics | None = getattr(request.app.state, "metrics", None)
-    return value
-
-
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=True)
 async def metrics(request: Request) -> Response:
-    registry = metrics_of(request)
+    registry = deps.metrics(request)
     data = registry.render() if registry is not None else b""
     return Response(data, media_type=CONTENT_TYPE_LATEST)

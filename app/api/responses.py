@@ -16,8 +16,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.api.cancellation import ClientDisconnected, unless_disconnected
-from app.api.streaming import GuardedStreamingResponse, admit
-from app.audio.encoders import MEDIA_TYPES
+from app.api.streaming import GuardedStreamingResponse, StreamLease, admit
+from app.audio.formats import MEDIA_TYPES
 from app.errors import GatewayError
 from app.protocol import AudioDeltaEvent, AudioDoneEvent, ErrorEvent, SpeechUsage, StreamFormat
 from app.service.speech import SpeechPipeline, SpeechStream, SynthesisJob
@@ -31,10 +31,16 @@ AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 async def synthesis_response(
-    request: Request, pipeline: SpeechPipeline, job: SynthesisJob, stream_format: StreamFormat
+    request: Request,
+    pipeline: SpeechPipeline,
+    job: SynthesisJob,
+    stream_format: StreamFormat,
+    lease: StreamLease | None = None,
 ) -> Response:
-    # Admission before any backend work; the lease frees the slot however the stream ends.
-    lease = admit(request)
+    """Admission (unless the caller holds ``lease`` already) before any backend work; the
+    lease frees the slot however the stream ends."""
+    if lease is None:
+        lease = admit(request)
     try:
         stream = lease.stream = pipeline.open(job)
         await unless_disconnected(request, stream.prime())
@@ -44,7 +50,6 @@ async def synthesis_response(
     except BaseException:
         await lease.close()
         raise
-    lease.committed = True
     if not job.streaming:
         try:
             return await complete_file(stream)

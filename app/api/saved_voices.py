@@ -3,7 +3,8 @@
 A voice is uploaded once (multipart: name, reference_audio, reference_text, optional
 description), SNAC-encoded, and kept as codes in the voice store; `/v1/audio/speech`
 then takes its id or name as `voice`. Names are unique case-insensitively and may
-not be a built-in speaker or alias: a clash is 409.
+not be a built-in speaker or alias: a clash is 409. Saving takes a stream slot while
+the reference is encoded (it uses the shared codec), taken before the upload is read.
 """
 
 from __future__ import annotations
@@ -12,161 +13,100 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import UploadFile
 
 from app.api import deps
+from app.api.streaming import admit
 from app.api.uploads import openapi_form, read_upload, validate_fields
-from app.api.vc import REFERENCE_FILE, decoder, reference_from_upload, reference_text
-from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
-from app.codec.batcher import DecoderService
-from app.config import Settings
-from app.errors import InvalidRequest, NotFound
-from app.service.cloning import MIN_GENERATION_TOKENS, fit_max_tokens
-from app.service.jobs import JobFactory
+from app.audio.pcm import frames_to_seconds
+from app.errors import NotFound
+from app.protocol import SaveVoiceForm, VoiceDeleted, VoiceInfo, VoiceList
+from app.service.cloning import MIN_GENERATION_TOKENS, REFERENCE_AUDIO, fit_max_tokens, transcript
+from app.service.gateway import Gateway
 from app.service.prompts import sanitize_text
-from app.service.voice_store import (
-    ID_PREFIX,
-    MAX_DESCRIPTION_CHARS,
-    MAX_NAME_CHARS,
-    SavedVoice,
-    VoiceNameTaken,
-    VoiceStore,
-)
+from app.service.voice_store import SavedVoice
 
 router = APIRouter(tags=["saved voices"])
 
 
-class SaveForm(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
-    reference_text: str = Field(description="Transcript of reference_audio.")
-    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
-
-
-class VoiceInfo(BaseModel):
-    id: str
-    object: str = "audio.voice"
-    name: str
-    description: str
-    reference_text: str
-    reference_seconds: float
-    audio_tokens: int
-    created_at: int
-
-    @classmethod
-    def of(cls, voice: SavedVoice) -> VoiceInfo:
-        return cls(
-            id=voice.id,
-            name=voice.name,
-            description=voice.description,
-            reference_text=voice.reference_text,
-            reference_seconds=round(voice.frames * SAMPLES_PER_FRAME / SAMPLE_RATE, 3),
-            audio_tokens=voice.audio_tokens,
-            created_at=int(voice.created_at),
-        )
-
-
-class VoiceList(BaseModel):
-    object: str = "list"
-    data: list[VoiceInfo]
-
-
-class VoiceDeleted(BaseModel):
-    id: str
-    object: str = "audio.voice.deleted"
-    deleted: bool = True
-
-
-def voice_store(request: Request) -> VoiceStore:
-    value: VoiceStore = request.app.state.voice_store
-    return value
-
-
-def voice_name(value: str, jobs: JobFactory) -> str:
-    name = sanitize_text(value)
-    if not name:
-        raise InvalidRequest("name must not be empty.", param="name")
-    if len(name) > MAX_NAME_CHARS:
-        raise InvalidRequest(f"name exceeds {MAX_NAME_CHARS} characters.", param="name")
-    if name.lower().startswith(ID_PREFIX):
-        raise InvalidRequest(f"name must not start with {ID_PREFIX!r} (ids do).", param="name")
-    if jobs.voices.is_builtin(name):
-        raise VoiceNameTaken(f"{name!r} is a built-in voice name.", param="name")
-    return name
+def voice_info(voice: SavedVoice) -> VoiceInfo:
+    return VoiceInfo(
+        id=voice.id,
+        name=voice.name,
+        description=voice.description,
+        reference_text=voice.reference_text,
+        reference_seconds=round(frames_to_seconds(voice.frames), 3),
+        audio_tokens=voice.audio_tokens,
+        created_at=int(voice.created_at),
+    )
 
 
 @router.post(
     "/v1/audio/voices",
     status_code=201,
     openapi_extra=openapi_form(
-        ["name", REFERENCE_FILE, "reference_text"],
+        ["name", REFERENCE_AUDIO, "reference_text"],
         {
             "name": {"type": "string"},
-            REFERENCE_FILE: {"type": "string", "format": "binary"},
+            REFERENCE_AUDIO: {"type": "string", "format": "binary"},
             "reference_text": {"type": "string"},
             "description": {"type": "string"},
         },
     ),
 )
 async def create_voice(
-    request: Request,
-    settings: Annotated[Settings, Depends(deps.settings)],
-    jobs: Annotated[JobFactory, Depends(deps.jobs)],
-    codec: Annotated[DecoderService, Depends(decoder)],
-    store: Annotated[VoiceStore, Depends(voice_store)],
+    request: Request, gateway: Annotated[Gateway, Depends(deps.gateway)]
 ) -> VoiceInfo:
-    upload = await read_upload(
-        request,
-        max_bytes=settings.max_upload_bytes,
-        fields=SaveForm.model_fields,
-        files=(REFERENCE_FILE,),
-    )
+    gateway.pipeline.check_capacity()
+    lease = admit(request)
     try:
-        form = validate_fields(SaveForm, upload.fields)
-        name = voice_name(form.name, jobs)
-        transcript = reference_text(form.reference_text)
-        jobs.check_text(transcript, "reference_text")
-        file: UploadFile = upload.files[REFERENCE_FILE]
-        reference = await reference_from_upload(file, transcript, settings, codec)
+        upload = await read_upload(
+            request,
+            max_bytes=gateway.settings.max_upload_bytes,
+            fields=SaveVoiceForm.model_fields,
+            files=(REFERENCE_AUDIO,),
+        )
+        try:
+            form = validate_fields(SaveVoiceForm, upload.fields)
+            name = gateway.voices.new_name(form.name)
+            text = transcript(form.reference_text)
+            gateway.jobs.check_text(text, "reference_text")
+            reference = await gateway.reference(upload.files[REFERENCE_AUDIO].file, text)
+        finally:
+            await upload.close()
     finally:
-        await upload.close()
+        await lease.close()
     # A voice that cannot leave room for about a second of speech is useless: refuse now.
     fit_max_tokens(
         reference,
         "",
         requested=None,
         default=MIN_GENERATION_TOKENS,
-        max_model_len=settings.max_model_len,
-        param=REFERENCE_FILE,
+        max_model_len=gateway.settings.max_model_len,
+        param=REFERENCE_AUDIO,
     )
-    voice = await asyncio.to_thread(store.create, name, reference, sanitize_text(form.description))
-    return VoiceInfo.of(voice)
+    description = sanitize_text(form.description)
+    voice = await asyncio.to_thread(gateway.store.create, name, reference, description)
+    return voice_info(voice)
 
 
 @router.get("/v1/audio/voices")
-async def list_voices(store: Annotated[VoiceStore, Depends(voice_store)]) -> VoiceList:
-    voices = await asyncio.to_thread(store.list)
-    return VoiceList(data=[VoiceInfo.of(v) for v in voices])
-
-
-async def _existing(store: VoiceStore, voice_id: str) -> SavedVoice:
-    voice = await asyncio.to_thread(store.get, voice_id)
-    if voice is None:
-        raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
-    return voice
+async def list_voices(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceList:
+    voices = await asyncio.to_thread(gateway.store.list)
+    return VoiceList(data=[voice_info(v) for v in voices])
 
 
 @router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(voice_id: str, store: Annotated[VoiceStore, Depends(voice_store)]) -> VoiceInfo:
-    return VoiceInfo.of(await _existing(store, voice_id))
+async def get_voice(voice_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceInfo:
+    voice = await asyncio.to_thread(gateway.store.get, voice_id)
+    if voice is None:
+        raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
+    return voice_info(voice)
 
 
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(
-    voice_id: str, store: Annotated[VoiceStore, Depends(voice_store)]
+    voice_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]
 ) -> VoiceDeleted:
-    if not await asyncio.to_thread(store.delete, voice_id):
+    if not await asyncio.to_thread(gateway.store.delete, voice_id):
         raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
     return VoiceDeleted(id=voice_id)

@@ -10,8 +10,7 @@ from fastapi.responses import Response
 from app.api import deps
 from app.api.responses import AUDIO_RESPONSES, synthesis_response
 from app.protocol import SpeechRequest
-from app.service.jobs import JobFactory
-from app.service.speech import SpeechPipeline
+from app.service.gateway import Gateway
 
 router = APIRouter(tags=["speech"])
 
@@ -20,9 +19,8 @@ router = APIRouter(tags=["speech"])
 async def create_speech(
     body: SpeechRequest,
     request: Request,
-    jobs: Annotated[JobFactory, Depends(deps.jobs)],
-    pipeline: Annotated[SpeechPipeline, Depends(deps.pipeline)],
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
 ) -> Response:
-    job = jobs.speech(body)
+    job = await gateway.speech_job(body)
     # Streaming, SSE, complete files and admission are shared with /v1/audio/vc.
-    return await synthesis_response(request, pipeline, job, body.stream_format)
+    return await synthesis_response(request, gateway.pipeline, job, body.stream_format)

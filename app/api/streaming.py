@@ -19,8 +19,9 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from app.api.limits import Slot, stream_slots
-from app.api.metrics import GatewayMetrics, error_cause, metrics_of
+from app.api import deps
+from app.api.limits import Slot
+from app.api.metrics import GatewayMetrics, error_cause
 from app.service.speech import SpeechStream
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ class StreamLease:
         self.metrics = metrics
         self._scope = scope
         self.stream: SpeechStream | None = None
-        self.committed = False
         self._closed = False
 
     async def close(self) -> None:
@@ -110,5 +110,5 @@ class GuardedStreamingResponse(StreamingResponse):
 
 def admit(request: Request) -> StreamLease:
     """Take a stream slot before any backend work; 503 with `Retry-After` when none is free."""
-    slot = stream_slots(request).acquire()
-    return StreamLease(slot, metrics_of(request), request.scope)
+    slot = deps.stream_slots(request).acquire()
+    return StreamLease(slot, deps.metrics(request), request.scope)

@@ -24,20 +24,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from app.audio.formats import FORMATS, MEDIA_TYPES
 from app.audio.pcm import SAMPLE_RATE
 from app.errors import InvalidRequest
-
-FORMATS: Final[tuple[str, ...]] = ("mp3", "opus", "aac", "flac", "wav", "pcm")
-
-MEDIA_TYPES: Final[dict[str, str]] = {
-    "mp3": "audio/mpeg",
-    "opus": "audio/ogg",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "wav": "audio/wav",
-    # audio/L16 means big-endian samples (RFC 2586); ours are little-endian.
-    "pcm": "audio/pcm",
-}
 
 _INT16_SCALE: Final = 32767.0
 _WAV_HEADER_SIZE: Final = 44

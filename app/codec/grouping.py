@@ -1,8 +1,8 @@
-"""Which decode windows share one codec call, and where each is padded.
+"""Which decode requests share one codec call, where each is padded, and the padded batch.
 
 SNAC's decoder is not causal, so padding a window to a group's length is allowed
-only on a side where its kept region lies at least ``context`` frames from the
-window's edge: the padding then stays outside the receptive field of every kept
+only on a side where its exact region lies at least ``receptive_field`` frames from
+the window's edge: the padding then stays outside the receptive field of every kept
 sample. A side at a true stream edge (first or last window) is never padded.
 """
 
@@ -11,10 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
+from app.audio.pcm import SAMPLES_PER_FRAME
+from app.codec.request import DecodeRequest
+from app.codec.tokens import Frames
+
+Pcm = npt.NDArray[np.float32]
+
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one window sits in a group: its index in the batch and its padding in frames."""
+    """Where one request sits in a group: its index in the batch and its padding in frames."""
 
     index: int
     left: int
@@ -23,29 +32,34 @@ class Slot:
 
 @dataclass(frozen=True)
 class Group:
-    """Windows decoded together in one codec call, all padded to ``length`` frames."""
+    """Requests decoded together in one codec call, all padded to ``length`` frames."""
 
     length: int
     slots: tuple[Slot, ...]
 
+    @property
+    def padded_frames(self) -> int:
+        return sum(s.left + s.right for s in self.slots)
+
 
 def plan_groups(
-    windows: Sequence[tuple[int, int, int]], *, context: int, max_padding: float = 0.25
+    requests: Sequence[DecodeRequest], *, receptive_field: int, max_padding: float = 0.25
 ) -> list[Group]:
-    """Split windows ``(frames, keep_start, keep_end)`` into same-length groups.
+    """Split requests into same-length groups.
 
-    A window joins a longer group when the padding is at most ``max_padding`` of the
-    group's length and goes on a side at least ``context`` (and 1) frames from the kept
-    region; otherwise it needs a group of its exact length. Groups come back ordered by
-    their earliest window, so the caller's priority order is kept.
+    A request joins a longer group when the padding is at most ``max_padding`` of the
+    group's length and goes on a side at least ``receptive_field`` (and 1) frames from
+    its exact region; otherwise it needs a group of its exact length. Groups come back
+    ordered by their earliest request, so the caller's priority order is kept.
     """
-    margin = max(context, 1)
-    order = sorted(range(len(windows)), key=lambda i: (-windows[i][0], i))
+    margin = max(receptive_field, 1)
+    order = sorted(range(len(requests)), key=lambda i: (-requests[i].length, i))
     groups: list[tuple[int, list[Slot]]] = []
     for i in order:
-        n, keep_start, keep_end = windows[i]
-        right_ok = n - keep_end >= margin
-        left_ok = keep_start >= margin
+        n = requests[i].length
+        first, end = requests[i].exact_region
+        right_ok = n - end >= margin
+        left_ok = first >= margin
         for length, slots in reversed(groups):  # shortest first: least padding
             extra = length - n
             if extra == 0:
@@ -60,3 +74,40 @@ def plan_groups(
         Group(length, tuple(sorted(slots, key=lambda s: s.index))) for length, slots in groups
     ]
     return sorted(planned, key=lambda g: g.slots[0].index)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One codec call: ``frames`` ``(B, length, 7)``, cropped to ``keep`` with ``pad``."""
+
+    frames: Frames
+    keep: tuple[int, int]
+    pad: int
+
+
+def assemble(requests: Sequence[DecodeRequest], group: Group) -> Batch:
+    """The padded batch of ``group``; one crop for all: the union of the kept regions
+    (each stays exact), and the largest pad."""
+    members = [(requests[s.index], s) for s in group.slots]
+    padded = [np.pad(r.frames, ((s.left, s.right), (0, 0)), mode="edge") for r, s in members]
+    keep = (
+        min(s.left + r.keep[0] for r, s in members),
+        max(s.left + r.keep[1] for r, s in members),
+    )
+    return Batch(np.stack(padded), keep, max(r.pad for r, _ in members))
+
+
+def split(pcm: npt.ArrayLike, requests: Sequence[DecodeRequest], group: Group) -> list[Pcm]:
+    """Each request's own samples ``(length * 2048,)`` from the batch's ``(B, ...)`` output."""
+    batch = np.asarray(pcm, dtype=np.float32)
+    expected = (len(group.slots), group.length * SAMPLES_PER_FRAME)
+    if batch.shape != expected:
+        raise ValueError(f"codec returned shape {batch.shape}, expected {expected}")
+    out: list[Pcm] = []
+    for row, slot in zip(batch, group.slots, strict=True):
+        start = slot.left * SAMPLES_PER_FRAME
+        own = row[start : start + requests[slot.index].length * SAMPLES_PER_FRAME]
+        # A single row is returned as a view; rows of a batch are copied so they do not
+        # keep the whole batch alive.
+        out.append(own if len(group.slots) == 1 else own.copy())
+    return out

@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from app.engine.base import FinishReason, GenerationParams, Prompt, TokenBatch
+from app.engine.backend_errors import error_message, inband_error, status_error
+from app.engine.base import EngineUsage, FinishReason, GenerationParams, Prompt, TokenBatch
 from app.engine.sse import SSEError, SSEParser
 from app.engine.token_text import TokenTextParser
 from app.errors import (
@@ -24,8 +25,6 @@ from app.errors import (
     BackendTimeout,
     BackendUnavailable,
     GatewayError,
-    InvalidRequest,
-    Overloaded,
 )
 
 # Failures that happen before a replica answered: safe to try the next replica.
@@ -49,6 +48,8 @@ def completion_request_body(model: str, prompt: Prompt, params: GenerationParams
         "top_p": params.top_p,
         "repetition_penalty": params.repetition_penalty,
         "stream": True,
+        # The prompt's token count arrives in a last, usage-only chunk.
+        "stream_options": {"include_usage": True},
         # vLLM drops tokens marked special (all of Orpheus' audio tokens) from `text`.
         "skip_special_tokens": False,
         # The prompt text already starts with <|begin_of_text|>.
@@ -59,59 +60,6 @@ def completion_request_body(model: str, prompt: Prompt, params: GenerationParams
     if params.stop_token_ids:
         body["stop_token_ids"] = list(params.stop_token_ids)
     return body
-
-
-def _error_message(body: bytes) -> tuple[str, str | None]:
-    """Message and param from an OpenAI envelope, FastAPI `detail`, or plain text."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:500] or "no error message", None
-    return _envelope_message(data, text)
-
-
-def _envelope_message(data: Any, fallback: str) -> tuple[str, str | None]:
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            param = error.get("param")
-            return str(error.get("message") or fallback[:500]), (
-                str(param) if param is not None else None
-            )
-        for key in ("error", "detail", "message"):
-            if isinstance(data.get(key), str):
-                return str(data[key]), None
-    return fallback[:500] or "no error message", None
-
-
-def _status_error(status: int, message: str, param: str | None, model: str) -> GatewayError:
-    if status in (400, 413, 422):
-        return InvalidRequest(message, param=param)
-    if status in (401, 403):
-        return BackendError(
-            f"token backend rejected the gateway's credentials (HTTP {status}); "
-            f"check TTS_API_KEY: {message}"
-        )
-    if status == 404:
-        return BackendError(
-            f"token backend does not serve model {model!r} (HTTP 404); "
-            f"check MODEL_NAME and TTS_API: {message}"
-        )
-    if status == 429:
-        return Overloaded(f"token backend is overloaded (HTTP 429): {message}")
-    return BackendError(f"token backend failed (HTTP {status}): {message}")
-
-
-def _inband_error(error: Any, model: str) -> GatewayError:
-    if not isinstance(error, dict):
-        return BackendError(f"token backend failed mid-stream: {error}")
-    message, param = _envelope_message({"error": error}, json.dumps(error))
-    code = error.get("code")
-    status = code if isinstance(code, int) else 500
-    if isinstance(code, str) and code.isdigit():
-        status = int(code)
-    return _status_error(status, message, param, model)
 
 
 class _Replica:
@@ -304,12 +252,16 @@ class HttpCompletionsEngine:
                     continue
                 got_token = True
                 self.tokens_received += len(ids)
-                yield TokenBatch(ids, finish_reason=finish)
-                if finish is not None:
-                    await _drain(
-                        reader, loop.time() + min(_DRAIN_TIMEOUT, self._inter_token_timeout)
-                    )
-                    return
+                if finish is None:
+                    yield TokenBatch(ids)
+                    continue
+                if ids:  # the last tokens need not wait for the usage chunk
+                    yield TokenBatch(ids)
+                usage = await _drain(
+                    reader, loop.time() + min(_DRAIN_TIMEOUT, self._inter_token_timeout)
+                )
+                yield TokenBatch([], finish_reason=finish, usage=usage)
+                return
             raise BackendError("backend stream ended without finish_reason")
 
     async def _read(self, reader: _EventReader, deadline: float, got_token: bool) -> str | None:
@@ -339,7 +291,7 @@ class HttpCompletionsEngine:
         if not isinstance(chunk, dict):
             raise BackendError(f"token backend sent an unexpected event: {data[:200]!r}")
         if "error" in chunk:
-            raise _inband_error(chunk["error"], self.model)
+            raise inband_error(chunk["error"], self.model)
         choices = chunk.get("choices")
         if not choices:
             return [], None  # usage-only chunk
@@ -366,8 +318,8 @@ class HttpCompletionsEngine:
                         break
         except (TimeoutError, httpx.TransportError):
             pass  # the status alone still says what went wrong
-        message, param = _error_message(bytes(body))
-        return _status_error(response.status_code, message, param, self.model)
+        message, param = error_message(bytes(body))
+        return status_error(response.status_code, message, param, self.model)
 
     async def ready(self) -> bool:
         """True if at least one replica lists its models within the connect timeout."""
@@ -406,14 +358,33 @@ def _finish_reason(value: Any) -> FinishReason | None:
     raise BackendError(f"token backend ended the generation with finish_reason {value!r}")
 
 
-async def _drain(reader: _EventReader, deadline: float) -> None:
-    """Read the rest (usage, [DONE]) so the connection can be reused; never fails."""
+async def _drain(reader: _EventReader, deadline: float) -> EngineUsage | None:
+    """Read the rest (usage, [DONE]) so the connection can be reused; returns the usage
+    if the backend sent it. Never fails: what arrives after the finish is a bonus."""
+    usage: EngineUsage | None = None
     try:
         while (data := await reader.next(deadline)) is not None:
             if data.strip() == "[DONE]":
-                return
+                break
+            usage = _usage(data) or usage
     except (TimeoutError, httpx.HTTPError, SSEError):
-        return
+        pass
+    return usage
+
+
+def _usage(data: str) -> EngineUsage | None:
+    """The token counts of a usage chunk (``choices: [], usage: {...}``), if it is one."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    usage = chunk.get("usage") if isinstance(chunk, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not (isinstance(prompt, int) and isinstance(completion, int)):
+        return None
+    return EngineUsage(prompt_tokens=prompt, completion_tokens=completion)
 
 
 def _normalize_base(url: str) -> str:

@@ -37,6 +37,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from app.engine.base import (
     EngineLoadError,
+    EngineUsage,
     FinishReason,
     GenerationParams,
     Prompt,
@@ -231,7 +232,8 @@ class LocalEngine:
                         reason: FinishReason = (
                             "stop" if stopped else "length" if count >= max_new else "abort"
                         )
-                        yield TokenBatch(ids, reason)
+                        usage = EngineUsage(prompt_tokens=len(input_ids), completion_tokens=count)
+                        yield TokenBatch(ids, reason, usage)
                         return
                     count += len(item)
                     for token in item:

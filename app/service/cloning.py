@@ -1,8 +1,9 @@
 """Voice cloning: a reference clip becomes audio tokens, and the context budget is checked.
 
-The reference PCM is SNAC-encoded on the decoder service's worker (never on the
-event loop) and its frames spelled as audio tokens in the decoder's 7-slot order,
-so a prompt carries exactly the ids the model would have generated for that audio.
+The clip (any container FFmpeg reads, as a file object or bytes) is decoded in a
+worker thread, SNAC-encoded on the codec service's worker (never on the event
+loop), and its frames spelled as audio tokens in the codec's 7-slot order, so a
+prompt carries exactly the ids the model would have generated for that audio.
 
 The gateway has no tokenizer for completions servers, so the text part of a prompt
 is estimated conservatively: one token per 3 characters, plus one more per
@@ -12,17 +13,19 @@ token; accented and non-Latin characters often take one or two tokens each).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
-from typing import Final
+from typing import BinaryIO, Final
 
 import numpy as np
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
-from app.audio.reference import ReferenceAudio
-from app.codec.batcher import DecoderService
+from app.audio.reference import ReferenceLimits, load_reference
+from app.codec.service import CodecService
 from app.codec.tokens import Frames, frames_to_token_ids
 from app.errors import InvalidRequest
+from app.service.prompts import sanitize_text
 from app.vocab import TOKENS_PER_FRAME
 
 CLONE_CONTROL_TOKENS: Final = 14
@@ -48,11 +51,34 @@ class VoiceReference:
         return len(self.frames) * SAMPLES_PER_FRAME / SAMPLE_RATE
 
 
+REFERENCE_AUDIO: Final = "reference_audio"
+"""The form field of the reference clip, named in errors about it."""
+
+
+def transcript(value: str, param: str = "reference_text") -> str:
+    """The reference transcript as it goes into prompts; 400 when nothing speakable is left."""
+    text = sanitize_text(value)
+    if not text:
+        raise InvalidRequest(
+            f"{param} must contain the transcript of {REFERENCE_AUDIO}.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    return text
+
+
 async def encode_reference(
-    decoder: DecoderService, audio: ReferenceAudio, text: str
+    clip: BinaryIO | bytes,
+    text: str,
+    limits: ReferenceLimits,
+    codec: CodecService,
+    *,
+    param: str = REFERENCE_AUDIO,
 ) -> VoiceReference:
-    """SNAC frames of the reference, encoded on the decoder service's worker thread."""
-    frames = await decoder.encode(audio.pcm)
+    """The reference of an audio file: decoded and trimmed in a worker thread (400s name
+    ``param``), then SNAC-encoded on the codec service's worker."""
+    audio = await asyncio.to_thread(load_reference, clip, limits, param=param)
+    frames = await codec.encode(audio.pcm)
     return VoiceReference(text=text, frames=np.asarray(frames, dtype=np.int64))
 
 

@@ -1,4 +1,8 @@
-"""Turns a validated API request into a synthesis job (voice, prompt, sampling)."""
+"""Turns a validated API request and its resolved voice into a synthesis job.
+
+Pure: the limits come from the settings, the prompt from the model family's
+adapter, the token budget from the context length; nothing here does I/O.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,21 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.engine.base import GenerationParams, Prompt
 from app.errors import InvalidRequest
-from app.protocol import OPENAI_TTS_MODELS, SpeechRequest, SynthesisOptions, VoiceRef
+from app.protocol import OPENAI_TTS_MODELS, SpeechRequest, SynthesisOptions
 from app.service.cloning import VoiceReference, fit_max_tokens
 from app.service.prompts import PromptAdapter
 from app.service.speech import SynthesisJob
-from app.service.voice_store import VoiceStore
-from app.service.voices import VoiceCatalog
+from app.service.voices import Voice
 
 
 @dataclass(frozen=True)
-class JobFactory:
+class JobBuilder:
     settings: Settings
-    voices: VoiceCatalog
     adapter: PromptAdapter
-    saved: VoiceStore | None = None
 
     @property
     def model_ids(self) -> tuple[str, ...]:
+        """Every `model` a request may name: all are served by the one model."""
         return (self.settings.model_name, *OPENAI_TTS_MODELS)
 
     def check_model(self, model: str) -> None:
@@ -44,6 +46,44 @@ class JobFactory:
                 param=param,
                 code="string_above_max_length",
             )
+
+    def check_speech(self, req: SpeechRequest) -> None:
+        """Everything about a speech request that needs no voice lookup."""
+        self.check_model(req.model)
+        self.check_text(req.input)
+        limit = self.settings.max_instructions_chars
+        if req.instructions is not None and len(req.instructions) > limit:
+            raise InvalidRequest(
+                f"instructions exceed {limit} characters.",
+                param="instructions",
+                code="string_above_max_length",
+            )
+
+    def speech(self, req: SpeechRequest, voice: Voice) -> SynthesisJob:
+        """The job for a checked request (`check_speech`) in its resolved voice."""
+        if isinstance(voice, VoiceReference):
+            return self.clone(voice, req.input, req)
+        return self._job(self.adapter.speech_prompt(voice, req.input), req, req.max_tokens)
+
+    def clone(
+        self,
+        reference: VoiceReference,
+        text: str,
+        options: SynthesisOptions,
+        *,
+        param: str = "input",
+    ) -> SynthesisJob:
+        """A zero-shot job speaking `text` in the voice of `reference`, within the context."""
+        self.check_text(text, param)
+        budget = fit_max_tokens(
+            reference,
+            text,
+            requested=options.max_tokens,
+            default=self.settings.default_max_tokens,
+            max_model_len=self.settings.max_model_len,
+        )
+        prompt = self.adapter.clone_prompt(reference.text, reference.token_ids, text)
+        return self._job(prompt, options, budget)
 
     def params(
         self,
@@ -67,63 +107,6 @@ class JobFactory:
             seed=seed,
             stop_token_ids=self.adapter.stop_token_ids,
         )
-
-    def speech(self, req: SpeechRequest) -> SynthesisJob:
-        self.check_model(req.model)
-        self.check_text(req.input)
-        if req.instructions is not None and len(req.instructions) > (
-            self.settings.max_instructions_chars
-        ):
-            raise InvalidRequest(
-                f"instructions exceed {self.settings.max_instructions_chars} characters.",
-                param="instructions",
-            )
-        reference = self._saved_reference(req)
-        if reference is not None:
-            return self.clone(reference, req.input, req)
-        voice = self.voices.resolve(req.voice_name)
-        return self._job(self.adapter.speech_prompt(voice, req.input), req, req.max_tokens)
-
-    def _saved_reference(self, req: SpeechRequest) -> VoiceReference | None:
-        """The saved voice `req` names: by id for `{"id": ...}` (or a built-in name); for
-        a string, built-in speakers and aliases first (saved names cannot shadow them),
-        then a saved id or name. A short indexed SQLite lookup, done inline."""
-        by_id = isinstance(req.voice, VoiceRef)
-        if self.saved is None or (not by_id and self.voices.is_builtin(req.voice_name)):
-            return None
-        voice = self.saved.get(req.voice_name) if by_id else self.saved.find(req.voice_name)
-        if voice is None:
-            if by_id and not self.voices.is_builtin(req.voice_name):
-                raise InvalidRequest(
-                    f"No saved voice has id {req.voice_name!r}.",
-                    param="voice",
-                    code="invalid_voice",
-                )
-            return None
-        try:
-            return self.saved.reference(voice)
-        except LookupError:
-            return None
-
-    def clone(
-        self,
-        reference: VoiceReference,
-        text: str,
-        options: SynthesisOptions,
-        *,
-        param: str = "input",
-    ) -> SynthesisJob:
-        """A zero-shot job speaking `text` in the voice of `reference`, within the context."""
-        self.check_text(text, param)
-        budget = fit_max_tokens(
-            reference,
-            text,
-            requested=options.max_tokens,
-            default=self.settings.default_max_tokens,
-            max_model_len=self.settings.max_model_len,
-        )
-        prompt = self.adapter.clone_prompt(reference.text, reference.token_ids, text)
-        return self._job(prompt, options, budget)
 
     def _job(
         self, prompt: Prompt, options: SynthesisOptions, max_tokens: int | None

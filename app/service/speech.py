@@ -11,6 +11,7 @@ Closing the stream closes every stage below it, down to the backend request.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -24,7 +25,8 @@ from app.audio.joins import SeamJoiner
 from app.audio.pcm import SAMPLE_RATE
 from app.audio.speed import TempoStream
 from app.audio.windows import WindowPlanner
-from app.codec.batcher import DecoderService
+from app.codec.request import DecodeRequest
+from app.codec.service import CodecService
 from app.codec.tokens import FrameAssembler, InvalidPolicy
 from app.engine.base import GenerationParams, Prompt, TokenEngine
 from app.errors import BackendError, Overloaded
@@ -88,20 +90,22 @@ class SynthesisJob:
 class SpeechPipeline:
     """Builds `SpeechStream`s; holds the process-wide engine and decoder service."""
 
-    def __init__(
-        self, engine: TokenEngine, decoder: DecoderService, config: PipelineConfig
-    ) -> None:
+    def __init__(self, engine: TokenEngine, codec: CodecService, config: PipelineConfig) -> None:
         self.engine = engine
-        self.decoder = decoder
+        self.codec = codec
         self.config = config
+        self._stream_ids = itertools.count(1)
 
-    def open(self, job: SynthesisJob) -> SpeechStream:
-        # Refuse before anything is promised: a full decoder queue means the
-        # stream's windows would be refused later, mid-audio.
-        if not self.decoder.has_capacity():
+    def check_capacity(self) -> None:
+        """Refuse before anything is promised: with a full codec queue a stream's windows
+        would be refused later, mid-audio."""
+        if not self.codec.has_capacity():
             raise Overloaded(
                 "The audio decoder is at capacity; retry shortly.", headers={"Retry-After": "1"}
             )
+
+    def open(self, job: SynthesisJob) -> SpeechStream:
+        self.check_capacity()
         return SpeechStream(self, job)
 
     async def pcm(
@@ -118,21 +122,21 @@ class SpeechPipeline:
         )
         joiner = SeamJoiner(cfg.crossfade_samples)
         frames = np.zeros((0, TOKENS_PER_FRAME), dtype=np.int64)
+        stream_id = next(self._stream_ids)
         first = True
 
         async def emit(final: bool) -> AsyncGenerator[np.ndarray, None]:
             nonlocal first
             for window in planner.plan(len(frames), final):
-                pcm = await self.decoder.decode(
-                    frames[window.start : window.end],
-                    window.keep_start - window.start,
-                    window.keep_end - window.start,
-                    first=first,
-                    # One fairness key per synthesis, whichever task advances it.
-                    stream=id(stats),
+                request = DecodeRequest.of(
+                    frames,
+                    window,
                     # The joiner crossfades into the context samples around each seam.
                     pad=cfg.crossfade_samples,
+                    stream=stream_id,
+                    first=first,
                 )
+                pcm = await self.codec.decode(request)
                 first = False
                 out = joiner.push(window, pcm)
                 if out.size:
@@ -140,9 +144,11 @@ class SpeechPipeline:
 
         async with aclosing(self.engine.stream(job.prompt, job.params)) as tokens:
             async for batch in tokens:
-                if batch.usage is not None:
-                    stats.prompt_tokens = batch.usage.prompt_tokens
                 stats.completion_tokens += len(batch.token_ids)
+                if batch.usage is not None:
+                    # The backend's own counts (the stop token included) are what it billed.
+                    stats.prompt_tokens = batch.usage.prompt_tokens
+                    stats.completion_tokens = batch.usage.completion_tokens
                 new = np.asarray(assembler.feed(batch.token_ids), dtype=np.int64)
                 if batch.finish_reason is not None:
                     stats.finish_reason = batch.finish_reason

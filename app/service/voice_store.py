@@ -28,8 +28,6 @@ from app.service.cloning import VoiceReference
 from app.vocab import TOKENS_PER_FRAME
 
 ID_PREFIX: Final = "voice_"
-MAX_NAME_CHARS: Final = 64
-MAX_DESCRIPTION_CHARS: Final = 1000
 _SCHEMA_VERSION: Final = 1
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS voices (

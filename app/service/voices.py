@@ -1,14 +1,20 @@
-"""Which voice a request names: built-in speakers and OpenAI voice aliases."""
+"""Which voice a request names: built-in speakers, OpenAI voice aliases and saved voices."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 from app.errors import InvalidRequest
-from app.protocol import Speaker
+from app.protocol import MAX_VOICE_NAME_CHARS, Speaker, VoiceRef
+from app.service.cloning import VoiceReference
+from app.service.prompts import sanitize_text
+from app.service.voice_store import ID_PREFIX, VoiceNameTaken, VoiceStore
 
 
 class VoiceCatalog:
+    """The built-in voices: the model's speakers and aliases onto them."""
+
     def __init__(self, speakers: Sequence[str], aliases: Mapping[str, str], default: str) -> None:
         self._speakers = tuple(speakers)
         self._aliases = dict(aliases)
@@ -39,3 +45,57 @@ class VoiceCatalog:
             Speaker(id=a, name=a, kind="alias", maps_to=v) for a, v in sorted(self._aliases.items())
         ]
         return builtins + aliases
+
+
+Voice = str | VoiceReference
+"""A resolved voice: a built-in speaker's name, or a saved voice's cloning reference."""
+
+
+class Voices:
+    """Built-in and saved voices together; store lookups run in a worker thread."""
+
+    def __init__(self, catalog: VoiceCatalog, store: VoiceStore) -> None:
+        self.catalog = catalog
+        self.store = store
+
+    async def resolve(self, voice: str | VoiceRef) -> Voice:
+        """By id for ``{"id": ...}`` (or a built-in name); for a string, built-in speakers
+        and aliases first (saved names cannot shadow them), then a saved id or name."""
+        by_id = isinstance(voice, VoiceRef)
+        name = voice.id if isinstance(voice, VoiceRef) else voice
+        if self.catalog.is_builtin(name):
+            return self.catalog.resolve(name)
+        saved = await asyncio.to_thread(self._saved_reference, name, by_id)
+        if saved is not None:
+            return saved
+        if by_id:
+            raise InvalidRequest(
+                f"No saved voice has id {name!r}.", param="voice", code="invalid_voice"
+            )
+        return self.catalog.resolve(name)  # the 400 listing the valid voices
+
+    def _saved_reference(self, key: str, by_id: bool) -> VoiceReference | None:
+        voice = self.store.get(key) if by_id else self.store.find(key)
+        if voice is None:
+            return None
+        try:
+            return self.store.reference(voice)
+        except LookupError:  # deleted meanwhile
+            return None
+
+    async def listing(self) -> list[Speaker]:
+        saved = await asyncio.to_thread(self.store.list)
+        return self.catalog.listing() + [Speaker(id=v.id, name=v.name, kind="saved") for v in saved]
+
+    def new_name(self, value: str) -> str:
+        """A name for a new saved voice, or a 400/409 saying why it cannot be one."""
+        name = sanitize_text(value)
+        if not name:
+            raise InvalidRequest("name must not be empty.", param="name")
+        if len(name) > MAX_VOICE_NAME_CHARS:
+            raise InvalidRequest(f"name exceeds {MAX_VOICE_NAME_CHARS} characters.", param="name")
+        if name.lower().startswith(ID_PREFIX):
+            raise InvalidRequest(f"name must not start with {ID_PREFIX!r} (ids do).", param="name")
+        if self.catalog.is_builtin(name):
+            raise VoiceNameTaken(f"{name!r} is a built-in voice name.", param="name")
+        return name

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from app.api.limits import RateLimiter, StreamSlots
 from app.errors import Overloaded
 from tests.api.conftest import gateway_settings
+from tests.support.clips import chirp, encode_clip
 from tests.support.gateway import running_gateway
 from tests.support.metrics import scrape, wait_idle
 from tests.support.vllm_server import Script, VLLMServer
@@ -142,6 +143,48 @@ def test_admission_refuses_beyond_capacity_before_backend_work(
         assert done == [200]
         assert wait_idle(url).get("tts_active_streams") == 0
         assert httpx.post(f"{url}/v1/audio/speech", json=SPEECH).status_code == 200
+
+
+def test_uploads_are_refused_before_they_are_read_when_no_slot_is_free(
+    api_vllm: VLLMServer, tiny_snac_dir: Path, tmp_path: Path
+) -> None:
+    api_vllm.reset()
+    settings = gateway_settings(
+        api_vllm.url, tiny_snac_dir, max_concurrent_streams=1, data_dir=tmp_path
+    )
+    clip = encode_clip(chirp(1.5, 16_000), 16_000, "wav")
+    with running_gateway(settings) as url:
+        api_vllm.push(Script(frames=300, delay=0.02))  # a stream of about 40 s
+        holding = threading.Event()
+        release = threading.Event()
+
+        def hold_the_slot() -> None:
+            with httpx.stream("POST", f"{url}/v1/audio/speech", json=SPEECH) as response:
+                holding.set()
+                release.wait(10)
+                response.close()
+
+        worker = threading.Thread(target=hold_the_slot)
+        worker.start()
+        try:
+            assert holding.wait(10)
+            form = {"reference_text": "A clip.", "generate_text": "Hi.", "name": "mine"}
+            for path, fields in (
+                ("/v1/audio/vc", ("reference_text", "generate_text")),
+                ("/v1/audio/voices", ("name", "reference_text")),
+            ):
+                data = {k: form[k] for k in fields}
+                # A valid clip and garbage alike: nothing of the upload is looked at.
+                for payload in (clip, b"not audio at all"):
+                    files = {"reference_audio": ("ref.wav", payload, "audio/wav")}
+                    refused = httpx.post(f"{url}{path}", data=data, files=files)
+                    assert refused.status_code == 503, refused.text
+                    assert refused.json()["error"]["code"] == "too_many_streams"
+        finally:
+            release.set()
+            worker.join(10)
+        assert len(api_vllm.completions) == 1
+        assert wait_idle(url).get("tts_active_streams") == 0
 
 
 @pytest.mark.parametrize(

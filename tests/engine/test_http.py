@@ -133,6 +133,7 @@ async def test_request_body_and_headers(vllm: VLLMServer) -> None:
         "repetition_penalty": 1.1,
         "seed": 3,
         "stream": True,
+        "stream_options": {"include_usage": True},
         "skip_special_tokens": False,
         "add_special_tokens": False,
     }
@@ -141,11 +142,24 @@ async def test_request_body_and_headers(vllm: VLLMServer) -> None:
     assert vllm.completions[0].headers["authorization"] == "Bearer sk-test"
 
 
+async def test_usage_reports_the_backends_token_counts(
+    engine: HttpCompletionsEngine, vllm: VLLMServer
+) -> None:
+    batches = await collect(engine)
+    usage = batches[-1].usage
+    assert usage is not None
+    # The test server counts one prompt token per character (it has no tokenizer).
+    assert usage.prompt_tokens == len(PROMPT.text)
+    assert usage.completion_tokens == 7 * vllm.frames
+    assert all(b.usage is None for b in batches[:-1])
+
+
 async def test_max_tokens_gives_length(engine: HttpCompletionsEngine, vllm: VLLMServer) -> None:
     batches = await collect(engine, GenerationParams(max_tokens=10, seed=7))
     assert ids(batches) == orpheus_tokens(7, vllm.frames)[:10]
     check_finished(batches, "length")
-    assert batches[-1].token_ids  # vLLM puts "length" on the last token's chunk
+    # vLLM puts "length" on the last token's chunk; those tokens are not held back for usage.
+    assert batches[-2].token_ids and not batches[-1].token_ids
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,10 @@ async def test_every_streamed_token_sits_in_its_slot_and_the_end_is_reported(
     tokens = [t for batch in batches for t in batch.token_ids]
     assert all(in_slot(t, p) for p, t in enumerate(tokens))
     assert [b.finish_reason is not None for b in batches] == [False] * (len(batches) - 1) + [True]
+    usage = batches[-1].usage
+    assert usage is not None and usage.prompt_tokens == len(PROMPT_IDS)
+    # The stop token counts as generated, as vLLM counts it.
+    assert usage.completion_tokens == len(tokens) + (batches[-1].finish_reason == "stop")
     if batches[-1].finish_reason == "stop":
         assert len(tokens) % 7 == 0 and len(tokens) < max_tokens
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import threading
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.audio.reference import ReferenceLimits, load_reference
-from app.codec.batcher import DecoderService
+from app.codec.service import CodecService
 from app.codec.snac import SnacCodec
 from app.codec.tokens import FrameAssembler
 from app.config import Settings
@@ -28,9 +29,8 @@ from app.service.cloning import (
     estimate_text_tokens,
     fit_max_tokens,
 )
-from app.service.jobs import JobFactory
+from app.service.jobs import JobBuilder
 from app.service.prompts import _CONTROL_TOKEN, OrpheusAdapter
-from app.service.voices import VoiceCatalog
 from app.vocab import (
     CUSTOM_TOKEN_BASE,
     END_OF_AI,
@@ -65,16 +65,15 @@ async def test_encode_runs_on_the_worker_and_matches_the_codec(tiny_codec: SnacC
             threads.append(threading.current_thread().name)
             return tiny_codec.encode(pcm)
 
-        def decode(self, frames: np.ndarray) -> np.ndarray:
-            return tiny_codec.decode(frames)
+        def decode_batch(
+            self, frames: np.ndarray, *, keep: tuple[int, int] | None = None, pad: int = 0
+        ) -> np.ndarray:
+            return tiny_codec.decode_batch(frames, keep=keep, pad=pad)
 
-        def decode_batch(self, frames: np.ndarray) -> np.ndarray:
-            return tiny_codec.decode_batch(frames)
-
-    service = DecoderService(Spy())
+    service = CodecService(Spy())
     service.start()
     try:
-        ref = await encode_reference(service, audio, "hello")
+        ref = await encode_reference(io.BytesIO(data), "hello", ReferenceLimits(), service)
     finally:
         service.close()
     assert threads and threads[0] != threading.current_thread().name
@@ -168,9 +167,9 @@ def test_fit_max_tokens(
         assert prompt + got <= max_model_len
 
 
-def test_job_factory_clone_builds_the_job() -> None:
+def test_job_builder_clone_builds_the_job() -> None:
     settings = Settings(_env_file=None, max_model_len=1000, default_max_tokens=900)  # type: ignore[call-arg]
-    jobs = JobFactory(settings, VoiceCatalog(["tara"], {}, "tara"), OrpheusAdapter())
+    jobs = JobBuilder(settings, OrpheusAdapter())
     ref = reference(20, "Ref.")  # 140 audio tokens: the default 900 does not fit
     job = jobs.clone(ref, "Hi", SynthesisOptions(response_format="wav", temperature=0.2, seed=3))
     assert job.prompt == OrpheusAdapter().clone_prompt("Ref.", ref.token_ids, "Hi")

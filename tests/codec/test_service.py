@@ -1,4 +1,4 @@
-"""The decoder service against a real tiny random-weight SNAC (noise off, so decodes repeat)."""
+"""The codec service against a real tiny random-weight SNAC (noise off, so decodes repeat)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from app.audio.pcm import SAMPLES_PER_FRAME
 from app.audio.windows import WindowPlanner
-from app.codec.batcher import DecoderService
-from app.codec.grouping import plan_groups
+from app.codec.request import DecodeRequest
+from app.codec.service import WORKER_THREAD, CodecService
 from app.codec.snac import SnacCodec
 from app.errors import DecodeError, Overloaded
 
@@ -76,6 +76,18 @@ class Recording:
         return self.codec.encode(pcm)
 
 
+def req(
+    window: npt.NDArray[np.int64],
+    keep_start: int,
+    keep_end: int,
+    *,
+    pad: int = 0,
+    stream: int = 0,
+    first: bool = False,
+) -> DecodeRequest:
+    return DecodeRequest(window, (keep_start, keep_end), pad=pad, stream=stream, first=first)
+
+
 def frames(n: int, seed: int) -> npt.NDArray[np.int64]:
     return np.random.default_rng(seed).integers(0, 4096, size=(n, 7), dtype=np.int64)
 
@@ -102,10 +114,10 @@ def assert_kept_equal(
 
 @pytest.fixture
 def service_factory(codec: SnacCodec) -> Iterator[Any]:
-    made: list[DecoderService] = []
+    made: list[CodecService] = []
 
-    def make(inner: Any = None, **kwargs: Any) -> DecoderService:
-        service = DecoderService(inner if inner is not None else codec, **kwargs)
+    def make(inner: Any = None, **kwargs: Any) -> CodecService:
+        service = CodecService(inner if inner is not None else codec, **kwargs)
         made.append(service)
         return service
 
@@ -114,16 +126,13 @@ def service_factory(codec: SnacCodec) -> Iterator[Any]:
         service.close(timeout=10)
 
 
-async def queued(service: DecoderService, count: int) -> None:
+async def queued(service: CodecService, count: int) -> None:
     """Let submitted tasks reach the queue (the worker is not started yet)."""
     for _ in range(100):
         if service.stats().queue_depth == count:
             return
         await asyncio.sleep(0.001)
     raise AssertionError(f"queue depth {service.stats().queue_depth}, expected {count}")
-
-
-# --- grouping and padding (pure) -------------------------------------------------------
 
 
 def window_shapes(max_frames: int) -> st.SearchStrategy[tuple[int, int, int]]:
@@ -133,40 +142,6 @@ def window_shapes(max_frames: int) -> st.SearchStrategy[tuple[int, int, int]]:
             lambda ks: st.integers(ks + 1, n).map(lambda ke: (n, ks, ke))
         )
     )
-
-
-@given(
-    st.lists(window_shapes(24), min_size=1, max_size=16),
-    st.integers(0, 4),
-    st.sampled_from([0.0, 0.25, 1.0]),
-)
-def test_groups_pad_only_far_from_the_kept_region(
-    shapes: list[tuple[int, int, int]], context: int, max_padding: float
-) -> None:
-    groups = plan_groups(shapes, context=context, max_padding=max_padding)
-    placed = sorted(slot.index for group in groups for slot in group.slots)
-    assert placed == list(range(len(shapes)))
-    margin = max(context, 1)
-    for group in groups:
-        for slot in group.slots:
-            n, ks, ke = shapes[slot.index]
-            assert slot.left + n + slot.right == group.length
-            assert slot.left == 0 or ks >= margin
-            assert slot.right == 0 or n - ke >= margin
-            assert slot.left + slot.right <= max_padding * group.length
-    firsts = [group.slots[0].index for group in groups]
-    assert firsts == sorted(firsts)
-
-
-def test_stream_edges_are_never_padded() -> None:
-    first, last, whole, long = (4, 0, 1), (7, 3, 7), (6, 0, 6), (8, 3, 5)
-    groups = plan_groups([long, first, last, whole], context=3, max_padding=1.0)
-    slots = {slot.index: slot for group in groups for slot in group.slots}
-    assert slots[1].left == 0 and slots[1].right > 0  # first window: right side only
-    assert slots[2].left > 0 and slots[2].right == 0  # last window: left side only
-    assert (slots[3].left, slots[3].right) == (0, 0)  # touches both edges: exact length
-    lengths = {slot.index: group.length for group in groups for slot in group.slots}
-    assert lengths == {0: 8, 1: 6, 2: 8, 3: 6}  # the least padding that fits
 
 
 # --- exactness through the service -----------------------------------------------------
@@ -187,9 +162,9 @@ def test_batched_equals_unbatched_on_the_kept_region(
     pad: int,
 ) -> None:
     async def scenario() -> list[npt.NDArray[np.float32]]:
-        service = DecoderService(codec, max_batch_size=16, max_padding=max_padding)
+        service = CodecService(codec, max_batch_size=16, max_padding=max_padding)
         tasks = [
-            asyncio.create_task(service.decode(frames(n, seed), ks, ke, pad=pad))
+            asyncio.create_task(service.decode(req(frames(n, seed), ks, ke, pad=pad)))
             for (n, ks, ke), seed in windows
         ]
         await queued(service, len(tasks))
@@ -215,12 +190,9 @@ async def test_first_and_last_windows_batched_with_padding_match_the_offline_dec
     assert windows[0].start == 0 and windows[-1].end == 23
     # Another stream's long windows go in the same batch, so the edges could be padded.
     other = [frames(12, seed=8 + i) for i in range(3)]
-    tasks = [
-        asyncio.create_task(
-            service.decode(stream[w.start : w.end], w.keep_start - w.start, w.keep_end - w.start)
-        )
-        for w in windows
-    ] + [asyncio.create_task(service.decode(f, 3, 9)) for f in other]
+    tasks = [asyncio.create_task(service.decode(DecodeRequest.of(stream, w))) for w in windows] + [
+        asyncio.create_task(service.decode(req(f, 3, 9))) for f in other
+    ]
     await queued(service, len(tasks))
     service.start()
     results = await asyncio.gather(*tasks)
@@ -254,11 +226,11 @@ async def test_first_chunks_first_then_streams_take_turns(
     burst = [frames(4, seed=100 + i) for i in range(5)]
     other = [frames(4, seed=200 + i) for i in range(2)]
     newcomer = frames(4, seed=300)
-    tasks = [asyncio.create_task(service.decode(f, 0, 1, stream="a")) for f in burst]
+    tasks = [asyncio.create_task(service.decode(req(f, 0, 1, stream=1))) for f in burst]
     await queued(service, 5)
-    tasks += [asyncio.create_task(service.decode(f, 0, 1, stream="b")) for f in other]
+    tasks += [asyncio.create_task(service.decode(req(f, 0, 1, stream=2))) for f in other]
     await queued(service, 7)
-    tasks.append(asyncio.create_task(service.decode(newcomer, 0, 1, first=True, stream="c")))
+    tasks.append(asyncio.create_task(service.decode(req(newcomer, 0, 1, first=True, stream=3))))
     await queued(service, 8)
     service.start()
     await asyncio.gather(*tasks)
@@ -276,7 +248,7 @@ async def test_unbatched_mode_decodes_one_window_per_call(
 ) -> None:
     service = service_factory(dynamic_batching=False)
     windows = [frames(5, seed=i) for i in range(4)]
-    tasks = [asyncio.create_task(service.decode(w, 1, 4)) for w in windows]
+    tasks = [asyncio.create_task(service.decode(req(w, 1, 4))) for w in windows]
     await queued(service, 4)
     service.start()
     for w, pcm in zip(windows, await asyncio.gather(*tasks), strict=True):
@@ -296,7 +268,7 @@ async def test_an_idle_worker_waits_microsleep_for_a_batch_to_fill(
     started = time.perf_counter()
     tasks = []
     for w in windows:
-        tasks.append(asyncio.create_task(service.decode(w, 0, 6)))
+        tasks.append(asyncio.create_task(service.decode(req(w, 0, 6))))
         await asyncio.sleep(0.02)
     results = await asyncio.gather(*tasks)
     # One batch of four, released as soon as it was full rather than after 2 s.
@@ -316,7 +288,7 @@ async def test_many_tasks_share_the_worker_thread(codec: SnacCodec, service_fact
         for step in range(3):
             n = int(rng.integers(4, 11))
             w = frames(n, seed=1000 * index + step)
-            pcm = await service.decode(w, min(3, n - 1), n, first=step == 0)
+            pcm = await service.decode(req(w, min(3, n - 1), n, first=step == 0))
             assert_kept_equal(codec, w, min(3, n - 1), n, pcm)
 
     await asyncio.gather(*(stream(i) for i in range(24)))
@@ -325,7 +297,7 @@ async def test_many_tasks_share_the_worker_thread(codec: SnacCodec, service_fact
     assert stats.decode_seconds_total > 0 and stats.last_decode_seconds > 0
     assert stats.seconds_per_frame > 0 and stats.queued_frames == 0
     assert max(stats.batch_size_histogram) > 1
-    assert recording.threads == {"snac-decoder"}
+    assert recording.threads == {WORKER_THREAD}
 
 
 # --- failures --------------------------------------------------------------------------
@@ -337,7 +309,7 @@ async def test_a_failing_window_fails_alone_and_the_worker_survives(
     windows = [frames(6, seed=40 + i) for i in range(4)]
     recording = Recording(codec, poison=windows[2][0])
     service = service_factory(recording, max_batch_size=4)
-    tasks = [asyncio.create_task(service.decode(w, 0, 6)) for w in windows]
+    tasks = [asyncio.create_task(service.decode(req(w, 0, 6))) for w in windows]
     await queued(service, 4)
     service.start()
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -350,18 +322,18 @@ async def test_a_failing_window_fails_alone_and_the_worker_survives(
         assert_kept_equal(codec, windows[i], 0, 6, got)
     assert len(recording.calls[0]) == 4  # they were batched together first
     later = frames(5, seed=50)
-    assert_kept_equal(codec, later, 0, 5, await service.decode(later, 0, 5))
+    assert_kept_equal(codec, later, 0, 5, await service.decode(req(later, 0, 5)))
     assert service.stats().errors == 1
 
 
 async def test_a_full_queue_refuses_with_overloaded(codec: SnacCodec, service_factory: Any) -> None:
     service = service_factory(queue_size=2)
     windows = [frames(4, seed=i) for i in range(3)]
-    tasks = [asyncio.create_task(service.decode(w, 0, 4)) for w in windows[:2]]
+    tasks = [asyncio.create_task(service.decode(req(w, 0, 4))) for w in windows[:2]]
     await queued(service, 2)
     assert service.has_capacity() is False and service.stats().queued_frames == 8
     with pytest.raises(Overloaded) as raised:
-        await service.decode(windows[2], 0, 4)
+        await service.decode(req(windows[2], 0, 4))
     assert raised.value.status_code == 503
     assert service.stats().rejected == 1
     service.start()
@@ -376,8 +348,8 @@ async def test_a_cancelled_waiting_job_is_never_decoded(
     recording = Recording(codec)
     service = service_factory(recording)
     gone, kept_window = frames(5, seed=60), frames(5, seed=61)
-    left = asyncio.create_task(service.decode(gone, 0, 5))
-    stays = asyncio.create_task(service.decode(kept_window, 0, 5))
+    left = asyncio.create_task(service.decode(req(gone, 0, 5)))
+    stays = asyncio.create_task(service.decode(req(kept_window, 0, 5)))
     await queued(service, 2)
     left.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -396,14 +368,14 @@ async def test_a_job_cancelled_while_decoding_does_not_hurt_the_worker(
     recording = Recording(codec, gate=gate)
     service = service_factory(recording)
     service.start()
-    running = asyncio.create_task(service.decode(frames(5, seed=70), 0, 5))
+    running = asyncio.create_task(service.decode(req(frames(5, seed=70), 0, 5)))
     await asyncio.to_thread(recording.entered.wait, 10)
     running.cancel()
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await running
     after = frames(4, seed=71)
-    assert_kept_equal(codec, after, 0, 4, await service.decode(after, 0, 4))
+    assert_kept_equal(codec, after, 0, 4, await service.decode(req(after, 0, 4)))
 
 
 async def test_close_fails_queued_jobs_and_finishes_the_running_one(
@@ -414,9 +386,11 @@ async def test_close_fails_queued_jobs_and_finishes_the_running_one(
     service = service_factory(recording, dynamic_batching=False)
     service.start()
     running_window = frames(5, seed=80)
-    running = asyncio.create_task(service.decode(running_window, 0, 5))
+    running = asyncio.create_task(service.decode(req(running_window, 0, 5)))
     await asyncio.to_thread(recording.entered.wait, 10)
-    waiting = [asyncio.create_task(service.decode(frames(5, seed=81 + i), 0, 5)) for i in range(2)]
+    waiting = [
+        asyncio.create_task(service.decode(req(frames(5, seed=81 + i), 0, 5))) for i in range(2)
+    ]
     await queued(service, 2)
     closing = asyncio.create_task(asyncio.to_thread(service.close, 10))
     for task in waiting:
@@ -427,7 +401,7 @@ async def test_close_fails_queued_jobs_and_finishes_the_running_one(
     assert_kept_equal(codec, running_window, 0, 5, await running)
     assert not service.stats().running and not service.has_capacity()
     with pytest.raises(Overloaded):
-        await service.decode(running_window, 0, 5)
+        await service.decode(req(running_window, 0, 5))
 
 
 # --- encode and validation -------------------------------------------------------------
@@ -441,17 +415,17 @@ async def test_encode_runs_on_the_worker(codec: SnacCodec, service_factory: Any)
     got = await service.encode(pcm)
     assert got.shape == (6, 7) and got.dtype == np.int64
     assert np.array_equal(got, codec.encode(pcm))
-    assert recording.threads == {"snac-decoder"} and service.stats().encodes == 1
+    assert recording.threads == {WORKER_THREAD} and service.stats().encodes == 1
 
 
-async def test_bad_windows_are_refused_before_queueing(service_factory: Any) -> None:
+async def test_bad_requests_are_refused_before_queueing(service_factory: Any) -> None:
     service = service_factory()
     with pytest.raises(ValueError):
-        await service.decode(np.zeros((4, 6), np.int64), 0, 4)
+        await service.decode(req(np.zeros((4, 6), np.int64), 0, 4))
     with pytest.raises(ValueError):
-        await service.decode(np.zeros((4, 7), np.int64), 2, 2)
+        await service.decode(req(np.zeros((4, 7), np.int64), 2, 2))
     with pytest.raises(ValueError):
-        await service.decode(np.zeros((4, 7), np.int64), 0, 5)
+        await service.decode(req(np.zeros((4, 7), np.int64), 0, 5))
     assert service.stats().queue_depth == 0
 
 

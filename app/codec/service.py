@@ -1,0 +1,293 @@
+"""The codec service: one worker thread owns SNAC, decodes every stream's windows and
+encodes cloning references.
+
+Streams submit a `DecodeRequest` and await an asyncio future; the worker resolves it
+through ``loop.call_soon_threadsafe``, so the event loop never runs the codec. When
+the worker is free it takes what is queued (up to ``max_batch_size``, in the fair
+order of `FairQueue`), waiting at most ``microsleep`` for more, and decodes requests
+that `plan_groups` puts together in one codec call.
+
+On CPU a batch costs at least as much per window as single decodes and every window
+in it waits for the whole batch, so run unbatched there (docs/benchmarks.md, "Decoder
+throughput"); batching is for GPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from app.codec.fair_queue import FairQueue
+from app.codec.grouping import Group, Slot, assemble, plan_groups, split
+from app.codec.request import DecodeRequest
+from app.codec.stats import CodecCounters, CodecStats
+from app.codec.tokens import Frames
+from app.errors import DecodeError, Overloaded
+
+logger = logging.getLogger(__name__)
+
+Array = npt.NDArray[Any]
+Pcm = npt.NDArray[np.float32]
+WORKER_THREAD = "snac-codec"
+
+
+class FrameCodec(Protocol):
+    """What the service needs of `app.codec.snac.SnacCodec`."""
+
+    def decode_batch(
+        self, frames: npt.ArrayLike, *, keep: tuple[int, int] | None = None, pad: int = 0
+    ) -> npt.NDArray[np.float32]:
+        """``(B, n * 2048)`` of ``(B, n, 7)``; with ``keep=(lo, hi), pad=X`` only frames
+        ``[lo, hi)`` plus ``X`` samples each side are computed (zeros elsewhere)."""
+        ...
+
+    def encode(self, pcm: npt.ArrayLike) -> npt.NDArray[np.int64]: ...
+
+
+@dataclass(eq=False)
+class _Job:
+    work: DecodeRequest | Pcm
+    """A window to decode, or mono PCM to encode."""
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Array]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class CodecService:
+    """One per process: the only user of the codec."""
+
+    def __init__(
+        self,
+        codec: FrameCodec,
+        *,
+        dynamic_batching: bool = True,
+        max_batch_size: int = 16,
+        microsleep: float = 0.002,
+        queue_size: int = 1024,
+        receptive_field: int = 3,
+        max_padding: float = 0.25,
+        torch_threads: int | None = None,
+    ) -> None:
+        """``receptive_field``: frames of real context that make a window's kept region
+        exact (3 for SNAC 24 kHz): batch padding stays farther out than that.
+        ``torch_threads``: set torch's intra-op threads when the worker starts."""
+        if max_batch_size < 1 or queue_size < 1 or microsleep < 0 or receptive_field < 0:
+            raise ValueError(
+                "max_batch_size and queue_size must be >= 1, microsleep/receptive_field >= 0"
+            )
+        self._codec = codec
+        self._limit = max_batch_size if dynamic_batching else 1
+        self._microsleep = microsleep
+        self._queue_size = queue_size
+        self._receptive_field = receptive_field
+        self._max_padding = max_padding
+        self._torch_threads = torch_threads
+        self._cond = threading.Condition()
+        self._queue: FairQueue[_Job] = FairQueue()
+        self._counters = CodecCounters()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None or self._closing:
+                raise RuntimeError("the codec service can be started once")
+            self._thread = threading.Thread(target=self._work, name=WORKER_THREAD, daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Fail queued jobs, let the running batch finish, join the worker."""
+        with self._cond:
+            self._closing = True
+            pending = self._queue.clear()
+            self._cond.notify_all()
+        for job in pending:
+            _resolve(job, error=_closed_error())
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # --- submission --------------------------------------------------------------------
+
+    def has_capacity(self, jobs: int = 1) -> bool:
+        with self._cond:
+            return not self._closing and self._queue.depth + jobs <= self._queue_size
+
+    async def decode(self, request: DecodeRequest) -> Pcm:
+        """PCM ``(request.length * 2048,)``: equal to ``codec.decode(request.frames)`` on the
+        kept frames and ``request.pad`` samples either side; further out it may be zeros."""
+        result = await self._submit(
+            request, stream=request.stream, first=request.first, cost=request.length
+        )
+        return result.astype(np.float32, copy=False)
+
+    async def encode(self, pcm: npt.ArrayLike, *, stream: Hashable = "encode") -> Frames:
+        """Frames ``(n, 7)`` of mono 24 kHz PCM, encoded on the worker."""
+        audio = np.array(pcm, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"pcm must be mono (samples,), got {audio.shape}")
+        return await self._submit(audio, stream=stream, first=False, cost=0)
+
+    async def _submit(
+        self, work: DecodeRequest | Pcm, *, stream: Hashable, first: bool, cost: int
+    ) -> Array:
+        loop = asyncio.get_running_loop()
+        job = _Job(work, loop, loop.create_future())
+        with self._cond:
+            if self._closing:
+                raise _closed_error()
+            if self._queue.depth >= self._queue_size:
+                self._counters.rejected += 1
+                raise Overloaded(
+                    f"the decoder queue is full ({self._queue_size} windows waiting); retry later"
+                )
+            ticket = self._queue.push(job, stream=stream, first=first, cost=cost)
+            self._cond.notify_all()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            # The client left: a job still queued is never run.
+            with self._cond:
+                if self._queue.withdraw(ticket):
+                    self._counters.cancelled += 1
+                    self._cond.notify_all()
+            raise
+
+    # --- the worker --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        if self._torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+        while True:
+            jobs = self._next_jobs()
+            if jobs is None:
+                return
+            try:
+                self._run(jobs)
+            except Exception as exc:  # a bug here must not strand the awaiting streams
+                logger.exception("codec worker failed on a batch")
+                for job in jobs:
+                    _resolve(job, error=_decode_error(f"codec worker failed: {exc!r}", exc))
+
+    def _next_jobs(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._closing and self._queue.depth == 0:
+                self._cond.wait()
+            deadline = time.monotonic() + self._microsleep
+            while not self._closing and 0 < self._queue.depth < self._limit:
+                remaining = deadline - time.monotonic()
+                arrivals = self._queue.arrivals
+                if remaining <= 0 or not self._cond.wait(remaining):
+                    break
+                if self._queue.arrivals == arrivals:  # woken by a withdrawal, not an arrival
+                    break
+            if self._closing:
+                return None
+            jobs = self._queue.pop(self._limit)
+            now = time.perf_counter()
+            for job in jobs:
+                self._counters.record_wait(now - job.enqueued_at)
+            return jobs
+
+    def _run(self, jobs: list[_Job]) -> None:
+        windows = [j for j in jobs if isinstance(j.work, DecodeRequest)]
+        requests = [j.work for j in windows if isinstance(j.work, DecodeRequest)]
+        groups = plan_groups(
+            requests, receptive_field=self._receptive_field, max_padding=self._max_padding
+        )
+        for group in groups:
+            self._decode_group(windows, requests, group)
+        for job in jobs:
+            if not isinstance(job.work, DecodeRequest):
+                self._encode(job, job.work)
+
+    def _encode(self, job: _Job, pcm: Pcm) -> None:
+        try:
+            frames = self._codec.encode(pcm)
+        except Exception as exc:
+            logger.exception("encoding failed")
+            with self._cond:
+                self._counters.errors += 1
+            _resolve(job, error=_decode_error(f"encoding the reference audio failed: {exc!r}", exc))
+            return
+        with self._cond:
+            self._counters.encodes += 1
+        _resolve(job, result=np.asarray(frames, dtype=np.int64))
+
+    def _decode_group(self, jobs: list[_Job], requests: list[DecodeRequest], group: Group) -> None:
+        try:
+            batch = assemble(requests, group)
+            started = time.perf_counter()
+            pcm = self._codec.decode_batch(batch.frames, keep=batch.keep, pad=batch.pad)
+            elapsed = time.perf_counter() - started
+            outputs = split(pcm, requests, group)
+        except Exception as exc:
+            if len(group.slots) > 1:
+                # Retry alone so one bad window (or a batch too big for the device)
+                # fails only what cannot be decoded by itself.
+                logger.warning("batch of %d windows failed (%r); retrying each", len(jobs), exc)
+                for slot in group.slots:
+                    alone = Group(requests[slot.index].length, (Slot(slot.index, 0, 0),))
+                    self._decode_group(jobs, requests, alone)
+                return
+            request = requests[group.slots[0].index]
+            logger.exception("decoding a window failed")
+            with self._cond:
+                self._counters.errors += 1
+            message = f"decoding a window of {request.length} frames failed: {exc!r}"
+            _resolve(jobs[group.slots[0].index], error=_decode_error(message, exc))
+            return
+        with self._cond:
+            self._counters.record_batch(
+                len(group.slots), group.length, group.padded_frames, elapsed
+            )
+        for slot, out in zip(group.slots, outputs, strict=True):
+            _resolve(jobs[slot.index], result=out)
+
+    def stats(self) -> CodecStats:
+        with self._cond:
+            thread = self._thread
+            return self._counters.snapshot(
+                queue_depth=self._queue.depth,
+                queue_capacity=self._queue_size,
+                queued_frames=self._queue.cost,
+                running=thread is not None and thread.is_alive() and not self._closing,
+            )
+
+
+def _decode_error(message: str, cause: Exception) -> DecodeError:
+    error = DecodeError(message)
+    error.__cause__ = cause
+    return error
+
+
+def _closed_error() -> Overloaded:
+    return Overloaded("the decoder service is shutting down; retry later", code="decoder_closed")
+
+
+def _resolve(job: _Job, *, result: Array | None = None, error: Exception | None = None) -> None:
+    """Hand a result to the job's event loop; a cancelled future or a closed loop is skipped."""
+
+    def settle() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result if result is not None else np.zeros(0, np.float32))
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        job.loop.call_soon_threadsafe(settle)
