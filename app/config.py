@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     snac_noise: bool = True
     decode_context_frames: int = Field(default=3, ge=0, le=8)
-    chunk_first_frames: int = Field(default=1, ge=1, le=64)
+    chunk_schedule: Literal["buffer", "doubling"] = "buffer"
+    chunk_first_frames: int = Field(default=2, ge=1, le=64)
     chunk_max_frames: int = Field(default=16, ge=1, le=256)
     crossfade_ms: float = Field(default=20.0, ge=0.0, le=42.0)
 

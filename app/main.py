@@ -21,12 +21,14 @@ from app.codec.service import CodecService
 from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, load_codec
 from app.config import Settings, load_settings
 from app.engine.base import EngineLoadError, TokenEngine
+from app.service.decoding import PipelineConfig
 from app.service.gateway import Gateway
 from app.service.jobs import JobBuilder
 from app.service.prompts import OrpheusAdapter
-from app.service.speech import PipelineConfig, SpeechPipeline
+from app.service.speech import SpeechPipeline
 from app.service.voice_store import VoiceStore
 from app.service.voices import VoiceCatalog, Voices
+from app.vocab import TOKENS_PER_FRAME
 
 log = logging.getLogger("app")
 
@@ -57,6 +59,9 @@ async def _build_engine(settings: Settings, sources: ModelSources) -> TokenEngin
             connect_timeout=settings.backend_connect_timeout,
             first_token_timeout=settings.first_token_timeout,
             inter_token_timeout=settings.inter_token_timeout,
+            # Tokens are of use a frame at a time: wake the pipeline once per frame, not
+            # once per token event.
+            batch_tokens=TOKENS_PER_FRAME,
         )
     from app.engine.local import LocalEngine
 
@@ -76,6 +81,7 @@ def _pipeline_config(settings: Settings) -> PipelineConfig:
         context_frames=settings.decode_context_frames,
         first_frames=settings.chunk_first_frames,
         max_frames=settings.chunk_max_frames,
+        schedule=settings.chunk_schedule,
         crossfade_samples=crossfade,
         invalid_token_policy=settings.invalid_token_policy,
         max_invalid_tokens=settings.max_invalid_tokens,

@@ -36,6 +36,9 @@ _UNKNOWN_SIZE: Final = 0xFFFFFFFF
 class StreamingEncoder(Protocol):
     format: str
     media_type: str
+    blocking: bool
+    """Whether a write costs enough CPU (a codec) to belong in a worker thread; pcm and
+    wav only convert samples, which costs less than the hop to a thread and back."""
 
     def write(self, pcm: npt.NDArray[np.float32]) -> bytes:
         """Encode mono float32 samples in [-1, 1]; return the bytes ready to send now."""
@@ -119,6 +122,8 @@ class _SpentMixin:
 class PcmEncoder(_SpentMixin):
     """Headerless s16le: each write is immediately sendable as is."""
 
+    blocking = False
+
     def __init__(self) -> None:
         self.format = "pcm"
         self.media_type = MEDIA_TYPES["pcm"]
@@ -141,6 +146,8 @@ class WavEncoder(_SpentMixin):
     Streaming sends one header with 0xFFFFFFFF sizes first, as streaming servers do,
     since the length is unknown until synthesis ends; readers then read to EOF.
     """
+
+    blocking = False
 
     def __init__(self, *, streaming: bool) -> None:
         self.format = "wav"
@@ -218,6 +225,8 @@ class PyAVEncoder(_SpentMixin):
     last frame may be short. Timestamps count samples, so nothing is lost or
     duplicated whatever the chunking.
     """
+
+    blocking = True
 
     def __init__(self, fmt: str, spec: _PyAVSpec, *, streaming: bool) -> None:
         self.format = fmt

@@ -6,17 +6,16 @@ keep_end)`` reproduces one offline decode of the whole stream (to float error)
 when both sides carry ``context=3`` frames, except at the true stream start and
 end, where the offline decode sees the same zero padding as the window does.
 
-Chunks start small, so the first audio leaves after ``first_frames + context``
-frames, and then grow geometrically: with a backend at twice real time, a chunk
-of ``n`` frames starting at frame ``s`` is ready before the listener runs out of
-audio as long as ``n <= s + 1``, which doubling from 1 satisfies. Larger chunks
-decode fewer context frames per emitted frame, up to ``max_frames``.
+How many frames each window keeps is the chunk schedule's choice
+(`app.audio.schedule`): small while the listener holds little audio, larger
+(decoding fewer context frames per emitted frame) while it holds plenty.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from app.audio.schedule import ChunkSchedule, DoublingSchedule
 
 
 @dataclass(frozen=True)
@@ -54,34 +53,33 @@ class Window:
 class WindowPlanner:
     """Plans the decode windows of one stream as its frames arrive.
 
-    Call `plan` whenever frames arrived (``available`` = total frames so far) and
-    once with ``final=True`` at the end; each frame is emitted exactly once, in
-    order. A window is planned as soon as the scheduled chunk size plus
-    ``context`` look-ahead frames exist; when more has arrived, up to
-    ``max_frames`` are taken at once so a fast backend is not throttled. The next
-    scheduled size is ``growth`` times the chunk just emitted, capped at
-    ``max_frames``. The final flush emits the rest without look-ahead (the stream
-    ends there), in windows of at most ``max_frames``.
+    Call `plan` whenever frames arrived (``available`` = total frames so far, ``now`` =
+    the time) and once with ``final=True`` at the end; each frame is emitted exactly
+    once, in order, with ``context`` frames of look-ahead. How many of the decodable
+    frames each window keeps is the `ChunkSchedule`'s choice (default: the fixed
+    doubling plan of ``first_frames`` growing by ``growth``). The final flush emits the
+    rest without look-ahead (the stream ends there), in windows of at most
+    ``max_frames``.
     """
 
     def __init__(
-        self, context: int = 3, first_frames: int = 1, max_frames: int = 16, growth: float = 2.0
+        self,
+        context: int = 3,
+        first_frames: int = 1,
+        max_frames: int = 16,
+        growth: float = 2.0,
+        *,
+        schedule: ChunkSchedule | None = None,
     ) -> None:
         if context < 0:
             raise ValueError("context must be >= 0")
-        if first_frames < 1:
-            raise ValueError("first_frames must be >= 1")
-        if max_frames < first_frames:
-            raise ValueError("max_frames must be >= first_frames")
-        if growth < 1.0:
-            raise ValueError("growth must be >= 1")
+        self.schedule = schedule or DoublingSchedule(first_frames, max_frames, growth)
         self.context = context
         self.first_frames = first_frames
         self.max_frames = max_frames
         self.growth = growth
         self._emitted = 0
         self._available = 0
-        self._next_size = first_frames
         self._finished = False
 
     @property
@@ -94,11 +92,16 @@ class WindowPlanner:
         return self._finished
 
     @property
-    def next_size(self) -> int:
-        """Frames the next non-final chunk needs (plus ``context`` look-ahead)."""
-        return self._next_size
+    def ready(self) -> int:
+        """Frames that could be emitted now (their look-ahead exists) but are not yet."""
+        return max(0, self._available - self.context - self._emitted)
 
-    def plan(self, available: int, final: bool = False) -> list[Window]:
+    def deadline(self) -> float | None:
+        """When to call `plan` again even if no frame arrives (the schedule holds frames
+        back and the listener would run dry), or None."""
+        return None if self._finished else self.schedule.deadline(self.ready)
+
+    def plan(self, available: int, final: bool = False, now: float = 0.0) -> list[Window]:
         """Windows that can be decoded now that ``available`` frames exist."""
         if available < self._available:
             raise ValueError(f"available went back from {self._available} to {available}")
@@ -107,19 +110,17 @@ class WindowPlanner:
                 raise ValueError("frames arrived after the final flush")
             return []
         self._available = available
+        self.schedule.arrived(available, now)
         windows: list[Window] = []
         while True:
-            remaining = available - self._emitted
             if final:
-                if remaining <= 0:
-                    break
-                size = min(remaining, self.max_frames)
+                size = min(available - self._emitted, self.max_frames)
             else:
-                if remaining < self._next_size + self.context:
-                    break
-                size = min(remaining - self.context, self.max_frames)
+                size = min(self.schedule.size(self.ready, now), self.ready, self.max_frames)
+            if size <= 0:
+                break
             windows.append(self._window(size, available))
-            self._next_size = min(self.max_frames, math.ceil(size * self.growth))
+            self.schedule.emitted(size, now)
         if final:
             self._finished = True
         return windows

@@ -81,6 +81,33 @@ def _as_frames(frames: npt.ArrayLike) -> Frames:
     return arr
 
 
+class FrameBuffer:
+    """One stream's frames so far, grown in place: appending k frames costs O(k) amortised,
+    where concatenating onto everything so far on every arrival was quadratic."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._data = np.empty((max(1, capacity), TOKENS_PER_FRAME), dtype=np.int64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def frames(self) -> Frames:
+        """A view of the frames so far (it stays valid: the buffer never shrinks)."""
+        return self._data[: self._size]
+
+    def extend(self, new: Frames) -> None:
+        count = len(new)
+        if self._size + count > len(self._data):
+            rows = max(2 * len(self._data), self._size + count)
+            grown = np.empty((rows, TOKENS_PER_FRAME), dtype=np.int64)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : self._size + count] = new
+        self._size += count
+
+
 class FrameAssembler:
     """Turns a generation's token ids into complete SNAC frames, one stream each.
 

@@ -1,9 +1,10 @@
 """Token engine over OpenAI-compatible `/v1/completions` streaming (vLLM first).
 
-One pooled `httpx.AsyncClient` serves every replica. Each request goes to the
-least busy replica and fails over when a replica cannot be reached; once a
-replica answers, its answer (or error) is final. Every wait has a deadline, and
-closing the stream closes the HTTP response so the backend stops generating.
+Each request goes to the least busy replica and fails over when a replica cannot be
+reached; once a replica answers, its answer (or error) is final. The stream runs on a
+lean connection of its own (`completion_stream`), its events are read by
+`CompletionEvents`; every wait has a deadline, and closing the stream drops the
+connection so the backend stops generating. Readiness probes use httpx.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from app.engine.backend_errors import error_message, inband_error, status_error
-from app.engine.base import EngineUsage, FinishReason, GenerationParams, Prompt, TokenBatch
-from app.engine.sse import SSEError, SSEParser
-from app.engine.token_text import TokenTextParser
+from app.engine.backend_errors import error_message, status_error
+from app.engine.base import GenerationParams, Prompt, TokenBatch
+from app.engine.completion_events import CompletionEvents
+from app.engine.completion_stream import CompletionStream, Endpoint, StreamBroken, Unreachable
 from app.errors import (
     BackendError,
     BackendTimeout,
@@ -27,14 +28,6 @@ from app.errors import (
     GatewayError,
 )
 
-# Failures that happen before a replica answered: safe to try the next replica.
-_UNREACHABLE = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-)
-_MAX_ERROR_BODY = 64 * 1024
 _DRAIN_TIMEOUT = 2.0
 
 
@@ -65,32 +58,8 @@ def completion_request_body(model: str, prompt: Prompt, params: GenerationParams
 class _Replica:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.endpoint = Endpoint.of(f"{url}/v1/completions")
         self.in_flight = 0
-
-
-class _EventReader:
-    """SSE `data` payloads from a response body, each wait bounded by a deadline."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._chunks = response.aiter_bytes()
-        self._parser = SSEParser()
-        self._pending: list[str] = []
-        self._eof = False
-
-    async def next(self, deadline: float) -> str | None:
-        """The next event's data, or None at end of body; TimeoutError past `deadline`."""
-        while not self._pending:
-            if self._eof:
-                return None
-            async with asyncio.timeout_at(deadline):
-                try:
-                    chunk = await anext(self._chunks)
-                except StopAsyncIteration:
-                    self._eof = True
-                    self._pending.extend(self._parser.close())
-                    continue
-            self._pending.extend(self._parser.feed(chunk))
-        return self._pending.pop(0)
 
 
 class HttpCompletionsEngine:
@@ -107,8 +76,12 @@ class HttpCompletionsEngine:
         connect_timeout: float,
         first_token_timeout: float,
         inter_token_timeout: float,
+        batch_tokens: int = 1,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        """``batch_tokens``: hand tokens over in batches of at least this many (the end of
+        a generation comes out at once), so the consumer wakes once per batch rather than
+        once per token event."""
         urls = [_normalize_base(url) for url in base_urls if url.strip()]
         if not urls:
             raise ValueError("HttpCompletionsEngine needs at least one base URL")
@@ -118,15 +91,11 @@ class HttpCompletionsEngine:
         self._connect_timeout = connect_timeout
         self._first_token_timeout = first_token_timeout
         self._inter_token_timeout = inter_token_timeout
+        self._batch_tokens = batch_tokens
         self._next = 0
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            # Reads are bounded by our own first-token / inter-token deadlines.
-            timeout=httpx.Timeout(connect_timeout, read=None),
-            # Admission control upstream bounds concurrency; the pool must not.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
-        self._abandoned: set[asyncio.Future[Any]] = set()
+        # Readiness probes only: the completions streams have connections of their own.
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(connect_timeout))
         self.tokens_received = 0
         """Ids delivered to consumers since start-up, all replicas together."""
 
@@ -138,34 +107,6 @@ class HttpCompletionsEngine:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
-
-    async def _send_detached(self, request: httpx.Request) -> httpx.Response:
-        """`client.send(stream=True)` in a task of its own.
-
-        Cancelling httpcore while it sets up a pooled connection orphans that
-        connection in the pool, socket open, forever (encode/httpcore#1093). So a
-        caller that is cancelled (client gone, deadline) abandons the send instead:
-        it ends by itself within the request's own timeouts, and a response that
-        arrives meanwhile is closed at once.
-        """
-        task = asyncio.ensure_future(self._client.send(request, stream=True))
-        try:
-            return await asyncio.shield(task)
-        except BaseException:
-            if task.done():
-                if not task.cancelled() and task.exception() is None:
-                    await task.result().aclose()
-            else:
-                self._abandoned.add(task)
-                task.add_done_callback(self._close_abandoned)
-            raise
-
-    def _close_abandoned(self, task: asyncio.Future[httpx.Response]) -> None:
-        self._abandoned.discard(task)
-        if not task.cancelled() and task.exception() is None:
-            closing = asyncio.ensure_future(task.result().aclose())
-            self._abandoned.add(closing)  # a task needs a reference until it is done
-            closing.add_done_callback(self._abandoned.discard)
 
     def _headers(self) -> dict[str, str]:
         if self._api_key:
@@ -183,43 +124,43 @@ class HttpCompletionsEngine:
         return [self._replicas[i] for i in order]
 
     @asynccontextmanager
-    async def _open(self, body: dict[str, Any], deadline: float) -> AsyncIterator[httpx.Response]:
+    async def _open(
+        self, body: bytes, events: CompletionEvents, deadline: float
+    ) -> AsyncIterator[CompletionStream]:
         """An answered response from the first reachable replica; counts it in flight."""
         failures: list[str] = []
+        loop = asyncio.get_running_loop()
         for replica in self._route():
-            request = self._client.build_request(
-                "POST",
-                f"{replica.url}/v1/completions",
-                json=body,
-                headers=self._headers(),
-                # Bounds an abandoned send (see _send_detached); live reads have our deadlines.
-                timeout=httpx.Timeout(
-                    self._connect_timeout,
-                    read=max(self._first_token_timeout, self._inter_token_timeout) + 1.0,
-                ),
-            )
             replica.in_flight += 1
             try:
                 try:
                     async with asyncio.timeout_at(deadline):
-                        response = await self._send_detached(request)
-                except _UNREACHABLE as exc:
-                    failures.append(f"{replica.url}: {_describe(exc)}")
+                        response = await CompletionStream.open(
+                            replica.endpoint,
+                            replica.endpoint.path,
+                            body,
+                            self._headers(),
+                            events,
+                            connect_timeout=min(self._connect_timeout, deadline - loop.time()),
+                        )
+                        try:
+                            await response.response()
+                        except BaseException:
+                            response.close()
+                            raise
+                except Unreachable as exc:
+                    failures.append(f"{replica.url}: {exc}")
                     continue
-                except (TimeoutError, httpx.TimeoutException):
+                except TimeoutError:
                     raise BackendTimeout(
                         f"token backend {replica.url} did not answer within "
                         f"{self._first_token_timeout:g} s"
                     ) from None
-                except httpx.TransportError as exc:
-                    raise BackendError(
-                        f"token backend {replica.url} request failed: {_describe(exc)}"
-                    ) from exc
                 try:
                     yield response
                 finally:
-                    # Closing mid-stream drops the connection: the backend sees the client leave.
-                    await response.aclose()
+                    # Dropping the connection mid-stream: the backend sees the client leave.
+                    response.close()
                 return
             finally:
                 replica.in_flight -= 1
@@ -230,96 +171,71 @@ class HttpCompletionsEngine:
     ) -> AsyncGenerator[TokenBatch, None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._first_token_timeout
-        body = completion_request_body(self.model, prompt, params)
-        stop_ids = frozenset(params.stop_token_ids)
-        async with self._open(body, deadline) as response:
-            if response.status_code >= 400:
+        body = json.dumps(completion_request_body(self.model, prompt, params)).encode()
+        events = CompletionEvents(
+            self.model, frozenset(params.stop_token_ids), wake_tokens=self._batch_tokens
+        )
+        async with self._open(body, events, deadline) as response:
+            if response.status >= 400:
                 raise await self._http_error(response, deadline)
-            reader = _EventReader(response)
-            text = TokenTextParser()
             got_token = False
             while True:
+                await response.wait(deadline)
+                ids = events.take()
+                finished = events.finish is not None
+                if ids:
+                    got_token = True
+                    self.tokens_received += len(ids)
+                    # Before an error too: what came before it is still the generation's;
+                    # and at the end: the last tokens need not wait for the usage chunk.
+                    yield TokenBatch(ids)
+                if events.error is not None:
+                    raise events.error
+                if finished:
+                    await self._drain(response, events)
+                    yield TokenBatch([], finish_reason=events.finish, usage=events.usage)
+                    return
+                if events.ids or events.finish is not None:
+                    deadline = loop.time()  # more came while the consumer ran: take it now
+                    continue
+                if response.failure is not None:
+                    raise self._broken(response.failure)
+                if events.done or response.complete:
+                    raise BackendError("backend stream ended without finish_reason")
+                now = loop.time()
                 if got_token:
-                    deadline = loop.time() + self._inter_token_timeout
-                data = await self._read(reader, deadline, got_token)
-                if data is None or data.strip() == "[DONE]":
-                    break
-                ids, finish = self._decode(data, text)
-                if finish is not None:
-                    ids.extend(text.close())
-                ids = [i for i in ids if i not in stop_ids]
-                if finish is None and not ids:
-                    continue
-                got_token = True
-                self.tokens_received += len(ids)
-                if finish is None:
-                    yield TokenBatch(ids)
-                    continue
-                if ids:  # the last tokens need not wait for the usage chunk
-                    yield TokenBatch(ids)
-                usage = await _drain(
-                    reader, loop.time() + min(_DRAIN_TIMEOUT, self._inter_token_timeout)
-                )
-                yield TokenBatch([], finish_reason=finish, usage=usage)
-                return
-            raise BackendError("backend stream ended without finish_reason")
+                    deadline = response.last_data + self._inter_token_timeout
+                    if now >= deadline:
+                        raise BackendTimeout(
+                            "token backend stalled mid-stream: no data for "
+                            f"{self._inter_token_timeout:g} s"
+                        )
+                elif now >= deadline:
+                    raise BackendTimeout(
+                        f"token backend sent no token within {self._first_token_timeout:g} s"
+                    )
 
-    async def _read(self, reader: _EventReader, deadline: float, got_token: bool) -> str | None:
-        try:
-            return await reader.next(deadline)
-        except TimeoutError:
-            if got_token:
-                raise BackendTimeout(
-                    f"token backend stalled mid-stream: no data for {self._inter_token_timeout:g} s"
-                ) from None
-            raise BackendTimeout(
-                f"token backend sent no token within {self._first_token_timeout:g} s"
-            ) from None
-        except httpx.TransportError as exc:
-            raise BackendError(
-                f"token backend connection dropped mid-stream: {_describe(exc)}"
-            ) from exc
-        except SSEError as exc:
-            raise BackendError(f"token backend sent a malformed event stream: {exc}") from exc
+    async def _drain(self, response: CompletionStream, events: CompletionEvents) -> None:
+        """Wait briefly for what follows the finish (usage, [DONE]); never fails."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(_DRAIN_TIMEOUT, self._inter_token_timeout)
+        while not (events.done or response.complete or response.failure) and (
+            loop.time() < deadline
+        ):
+            await response.wait(deadline)
 
-    def _decode(self, data: str, text: TokenTextParser) -> tuple[list[int], FinishReason | None]:
-        """Token ids and finish reason of one completion chunk; raises on errors."""
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise BackendError(f"token backend sent malformed JSON: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
-            raise BackendError(f"token backend sent an unexpected event: {data[:200]!r}")
-        if "error" in chunk:
-            raise inband_error(chunk["error"], self.model)
-        choices = chunk.get("choices")
-        if not choices:
-            return [], None  # usage-only chunk
-        choice = choices[0]
-        if not isinstance(choice, dict):
-            raise BackendError(f"token backend sent an unexpected choice: {data[:200]!r}")
-        token_ids = choice.get("token_ids")
-        if token_ids is not None:
-            if not isinstance(token_ids, list) or not all(isinstance(i, int) for i in token_ids):
-                raise BackendError(f"token backend sent invalid token_ids: {token_ids!r}")
-            ids = list(token_ids)
-        else:
-            delta = choice.get("text")
-            ids = text.feed(delta) if isinstance(delta, str) else []
-        return ids, _finish_reason(choice.get("finish_reason"))
+    def _broken(self, failure: Exception) -> BackendError:
+        if isinstance(failure, StreamBroken) and "malformed" in str(failure):
+            return BackendError(f"token backend sent a malformed event stream: {failure}")
+        return BackendError(f"token backend connection dropped mid-stream: {failure}")
 
-    async def _http_error(self, response: httpx.Response, deadline: float) -> GatewayError:
-        body = bytearray()
-        try:
-            async with asyncio.timeout_at(deadline):
-                async for part in response.aiter_bytes():
-                    body.extend(part)
-                    if len(body) > _MAX_ERROR_BODY:
-                        break
-        except (TimeoutError, httpx.TransportError):
-            pass  # the status alone still says what went wrong
-        message, param = error_message(bytes(body))
-        return status_error(response.status_code, message, param, self.model)
+    async def _http_error(self, response: CompletionStream, deadline: float) -> GatewayError:
+        while not (response.complete or response.failure is not None):
+            if asyncio.get_running_loop().time() >= deadline:
+                break  # the status alone still says what went wrong
+            await response.wait(deadline)
+        message, param = error_message(bytes(response.error_body))
+        return status_error(response.status, message, param, self.model)
 
     async def ready(self) -> bool:
         """True if at least one replica lists its models within the connect timeout."""
@@ -348,43 +264,6 @@ class HttpCompletionsEngine:
                 # /health only for servers without a model list.
                 return response.status_code == 200
         return False
-
-
-def _finish_reason(value: Any) -> FinishReason | None:
-    if value is None:
-        return None
-    if value in ("stop", "length"):
-        return "stop" if value == "stop" else "length"
-    raise BackendError(f"token backend ended the generation with finish_reason {value!r}")
-
-
-async def _drain(reader: _EventReader, deadline: float) -> EngineUsage | None:
-    """Read the rest (usage, [DONE]) so the connection can be reused; returns the usage
-    if the backend sent it. Never fails: what arrives after the finish is a bonus."""
-    usage: EngineUsage | None = None
-    try:
-        while (data := await reader.next(deadline)) is not None:
-            if data.strip() == "[DONE]":
-                break
-            usage = _usage(data) or usage
-    except (TimeoutError, httpx.HTTPError, SSEError):
-        pass
-    return usage
-
-
-def _usage(data: str) -> EngineUsage | None:
-    """The token counts of a usage chunk (``choices: [], usage: {...}``), if it is one."""
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return None
-    usage = chunk.get("usage") if isinstance(chunk, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if not (isinstance(prompt, int) and isinstance(completion, int)):
-        return None
-    return EngineUsage(prompt_tokens=prompt, completion_tokens=completion)
 
 
 def _normalize_base(url: str) -> str:

@@ -38,8 +38,38 @@ class SSEParser:
         """Parse a chunk and return the `data` payloads of the events it completed."""
         if self._closed:
             raise SSEError("feed() after close()")
-        text = self._decoder.decode(chunk) if isinstance(chunk, bytes) else chunk
+        if isinstance(chunk, bytes):
+            fast = self._whole_data_events(chunk)
+            if fast is not None:
+                return fast
+            text = self._decoder.decode(chunk)
+        else:
+            text = chunk
         return self._feed_text(text)
+
+    def _whole_data_events(self, chunk: bytes) -> list[str] | None:
+        """The common case, cheaply: with nothing pending, a chunk of whole events that
+        are each one ``data: `` line ending in a blank line (vLLM sends one per token).
+        None when the chunk needs the general parser."""
+        if (
+            not self._started
+            or self._tail
+            or self._data
+            or self._after_cr
+            or self._decoder.getstate()[0]  # half a character from the last chunk
+            or not chunk.startswith(b"data: ")
+            or not chunk.endswith(b"\n\n")
+            or b"\r" in chunk
+            or len(chunk) > self._max
+        ):
+            return None
+        events = chunk[:-2].split(b"\n\n")
+        if any(not e.startswith(b"data: ") or b"\n" in e for e in events):
+            return None
+        try:
+            return [e[6:].decode() for e in events]
+        except UnicodeDecodeError:
+            return None  # let the incremental decoder replace what is broken
 
     def close(self) -> list[str]:
         """End of stream: a last event that lacks its blank line is still delivered."""

@@ -49,6 +49,12 @@ class TokenTextParser:
         """Return the ids (and `NON_TOKEN`s) completed by this delta, in order."""
         if not text:
             return []
+        if not self._tail and text.startswith(_PREFIX) and text.endswith(">"):
+            # vLLM's delta: exactly one token, checked without the regular expression.
+            digits = text[len(_PREFIX) : -1]
+            if 0 < len(digits) <= _MAX_DIGITS and digits.isascii() and digits.isdigit():
+                self._in_junk = False
+                return [CUSTOM_TOKEN_BASE + int(digits)]
         buffer = self._tail + text
         out: list[int] = []
         pos = 0

@@ -21,28 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.audio.encoders import StreamingEncoder, create_encoder
-from app.audio.joins import SeamJoiner
 from app.audio.pcm import SAMPLE_RATE
 from app.audio.speed import TempoStream
-from app.audio.windows import WindowPlanner
-from app.codec.request import DecodeRequest
 from app.codec.service import CodecService
-from app.codec.tokens import FrameAssembler, InvalidPolicy
-from app.engine.base import GenerationParams, Prompt, TokenEngine
+from app.engine.base import GenerationParams, Prompt, TokenBatch, TokenEngine
 from app.errors import BackendError, Overloaded
-from app.vocab import TOKENS_PER_FRAME
+from app.service.decoding import PipelineConfig, StreamDecoder
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    context_frames: int = 3
-    first_frames: int = 1
-    max_frames: int = 16
-    crossfade_samples: int = 0
-    invalid_token_policy: InvalidPolicy = "resync"
-    max_invalid_tokens: int | None = None
 
 
 @dataclass
@@ -112,66 +98,82 @@ class SpeechPipeline:
         self, job: SynthesisJob, stats: SynthesisStats
     ) -> AsyncGenerator[np.ndarray, None]:
         """Decoded PCM chunks (float32, mono, 24 kHz) in order, every frame exactly once."""
-        cfg = self.config
-        assembler = FrameAssembler(
-            policy=cfg.invalid_token_policy,
-            max_invalid=cfg.max_invalid_tokens,
+        decoder = StreamDecoder(
+            self.codec, self.config, stream=next(self._stream_ids), speed=job.speed
         )
-        planner = WindowPlanner(
-            context=cfg.context_frames, first_frames=cfg.first_frames, max_frames=cfg.max_frames
-        )
-        joiner = SeamJoiner(cfg.crossfade_samples)
-        frames = np.zeros((0, TOKENS_PER_FRAME), dtype=np.int64)
-        stream_id = next(self._stream_ids)
-        first = True
-
-        async def emit(final: bool) -> AsyncGenerator[np.ndarray, None]:
-            nonlocal first
-            for window in planner.plan(len(frames), final):
-                request = DecodeRequest.of(
-                    frames,
-                    window,
-                    # The joiner crossfades into the context samples around each seam.
-                    pad=cfg.crossfade_samples,
-                    stream=stream_id,
-                    first=first,
-                )
-                pcm = await self.codec.decode(request)
-                first = False
-                out = joiner.push(window, pcm)
-                if out.size:
-                    yield out
-
         async with aclosing(self.engine.stream(job.prompt, job.params)) as tokens:
-            async for batch in tokens:
+            async for batch in _on_time(tokens, decoder):
+                if batch is None:  # the listener would run dry: send what can be sent
+                    async with aclosing(decoder.chunks()) as chunks:
+                        async for out in chunks:
+                            yield out
+                    continue
                 stats.completion_tokens += len(batch.token_ids)
                 if batch.usage is not None:
                     # The backend's own counts (the stop token included) are what it billed.
                     stats.prompt_tokens = batch.usage.prompt_tokens
                     stats.completion_tokens = batch.usage.completion_tokens
-                new = np.asarray(assembler.feed(batch.token_ids), dtype=np.int64)
                 if batch.finish_reason is not None:
                     stats.finish_reason = batch.finish_reason
-                if new.size:
-                    frames = np.concatenate([frames, new.reshape(-1, TOKENS_PER_FRAME)])
-                    async with aclosing(emit(final=False)) as chunks:
+                if decoder.feed(batch.token_ids):
+                    async with aclosing(decoder.chunks()) as chunks:
                         async for out in chunks:
                             yield out
+        assembler = decoder.assembler
         stats.invalid_tokens = assembler.invalid
         stats.non_audio_tokens = assembler.non_audio
-        stats.frames = len(frames)
-        if len(frames) == 0:
+        stats.frames = decoder.frames
+        if decoder.frames == 0:
             raise BackendError(
                 "The model produced no audio frames "
                 f"({stats.completion_tokens} tokens, {assembler.invalid} invalid).",
                 code="no_audio",
             )
-        async with aclosing(emit(final=True)) as chunks:
+        async with aclosing(decoder.chunks(final=True)) as chunks:
             async for out in chunks:
                 yield out
-        tail = joiner.finish()
-        if tail.size:
-            yield tail
+
+
+async def _on_time(
+    tokens: AsyncGenerator[TokenBatch, None], decoder: StreamDecoder
+) -> AsyncGenerator[TokenBatch | None, None]:
+    """The engine's batches, and None whenever the decoder's deadline passes first.
+
+    Only while a deadline is set is the next batch awaited in a task of its own (so the
+    wait can time out without cancelling the engine); otherwise it is awaited directly.
+    """
+    pending: asyncio.Future[TokenBatch] | None = None
+    missed: float | None = None
+    try:
+        while True:
+            deadline = decoder.deadline()
+            if deadline is not None and deadline == missed:
+                deadline = None  # it sent nothing at that deadline: do not spin on it
+            if pending is None:
+                if deadline is None:
+                    try:
+                        yield await anext(tokens)
+                    except StopAsyncIteration:
+                        return
+                    continue
+                pending = asyncio.ensure_future(anext(tokens))
+            if not pending.done():
+                timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
+                await asyncio.wait({pending}, timeout=timeout)
+                if not pending.done():
+                    missed = deadline
+                    yield None
+                    continue
+            arrived, pending = pending, None
+            try:
+                batch = arrived.result()
+            except StopAsyncIteration:
+                return
+            yield batch
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
 
 class SpeechStream:
@@ -228,8 +230,7 @@ class SpeechStream:
                 if tempo is not None:
                     pcm = tempo.process(pcm)
                 stats.output_samples += pcm.size
-                # Encoding is CPU work: keep it off the event loop.
-                data = await asyncio.to_thread(encoder.write, pcm) if pcm.size else b""
+                data = await _write(encoder, pcm) if pcm.size else b""
                 if data:
                     yield data
         tail = b""
@@ -237,8 +238,10 @@ class SpeechStream:
             rest = tempo.flush()
             stats.output_samples += rest.size
             if rest.size:
-                tail += await asyncio.to_thread(encoder.write, rest)
-        tail += await asyncio.to_thread(encoder.finalize)
+                tail += await _write(encoder, rest)
+        tail += (
+            await asyncio.to_thread(encoder.finalize) if encoder.blocking else encoder.finalize()
+        )
         stats.finished = time.perf_counter()
         log.info(
             "synthesis done: %d frames, %.2f s audio, ttfa %.0f ms, finish %s, invalid %d",
@@ -250,3 +253,8 @@ class SpeechStream:
         )
         if tail:
             yield tail
+
+
+async def _write(encoder: StreamingEncoder, pcm: np.ndarray) -> bytes:
+    # Encoding with a codec is CPU work: keep it off the event loop.
+    return await asyncio.to_thread(encoder.write, pcm) if encoder.blocking else encoder.write(pcm)

@@ -129,7 +129,7 @@ def test_hang_before_first_token_is_a_504(faulty_gateway: str, vllm: VLLMServer)
 
 
 def test_stall_mid_stream_aborts_the_audio_transfer(faulty_gateway: str, vllm: VLLMServer) -> None:
-    vllm.push(Script(frames=40, hang_after=7 * 4))
+    vllm.push(Script(frames=40, hang_after=7 * 6))
     timeouts_before = scrape(faulty_gateway).get("tts_errors_total", cause="backend_timeout")
     started = time.monotonic()
     received = bytearray()
@@ -154,7 +154,7 @@ def test_stall_mid_stream_aborts_the_audio_transfer(faulty_gateway: str, vllm: V
 def test_stall_mid_stream_ends_sse_with_an_error_event(
     faulty_gateway: str, vllm: VLLMServer
 ) -> None:
-    vllm.push(Script(frames=40, hang_after=7 * 4))
+    vllm.push(Script(frames=40, hang_after=7 * 6))
     events = sse_events(faulty_gateway)
     assert events[0]["type"] == "speech.audio.delta"
     assert events[-1]["type"] == "error"
@@ -166,9 +166,9 @@ def test_stall_mid_stream_ends_sse_with_an_error_event(
 @pytest.mark.parametrize(
     ("script", "code", "text"),
     [
-        (Script(frames=40, drop_after=7 * 4), "backend_error", "connection dropped"),
-        (Script(frames=40, malformed_after=7 * 4), "backend_error", "malformed"),
-        (Script(frames=40, inband_error_after=7 * 4), "invalid_value", "out-of-vocab"),
+        (Script(frames=40, drop_after=7 * 6), "backend_error", "connection dropped"),
+        (Script(frames=40, malformed_after=7 * 6), "backend_error", "malformed"),
+        (Script(frames=40, inband_error_after=7 * 6), "invalid_value", "out-of-vocab"),
     ],
     ids=["drop", "malformed", "inband-error"],
 )
@@ -185,7 +185,7 @@ def test_mid_stream_faults_end_sse_with_an_error_event(
 
 
 def test_drop_mid_stream_aborts_the_audio_transfer(faulty_gateway: str, vllm: VLLMServer) -> None:
-    vllm.push(Script(frames=40, drop_after=7 * 4))
+    vllm.push(Script(frames=40, drop_after=7 * 6))
     with (
         pytest.raises(httpx.RemoteProtocolError),
         httpx.stream(
@@ -224,8 +224,9 @@ def test_invalid_tokens_fail_under_fail_policy(api_vllm: VLLMServer, tiny_snac_d
         response = speech(url, response_format="pcm")
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "invalid_audio_tokens"
-        # After audio was sent: an SSE error event.
-        api_vllm.push(Script(tokens=[*good, FIRST_AUDIO_TOKEN + 7 * 4096 + 5, *good]))
+        # After audio was sent: an SSE error event. (Paced, so the first audio leaves
+        # before the bad token arrives: tokens that come together are checked together.)
+        api_vllm.push(Script(tokens=[*good, FIRST_AUDIO_TOKEN + 7 * 4096 + 5, *good], delay=0.02))
         events = sse_events(url)
         assert events[-1]["type"] == "error"
         assert events[-1]["error"]["code"] == "invalid_audio_tokens"  # type: ignore[index]
@@ -395,7 +396,7 @@ def test_complete_file_failure_is_an_http_error_counted_once(
     faulty_gateway: str, vllm: VLLMServer
 ) -> None:
     before = scrape(faulty_gateway).get("tts_errors_total", cause="backend_error")
-    vllm.push(Script(frames=40, drop_after=7 * 4))
+    vllm.push(Script(frames=40, drop_after=7 * 6))
     response = speech(faulty_gateway, stream=False, response_format="wav")
     assert_envelope(response, 502, "backend_error")
     assert_clean(faulty_gateway, vllm)

@@ -110,10 +110,23 @@ async def test_default_stream_yields_the_audio_tokens_and_stops(
 ) -> None:
     batches = await collect(engine)
     assert ids(batches) == orpheus_tokens(7, vllm.frames)[:-1]
-    assert all(len(b.token_ids) == 1 for b in batches[:-1])
+    assert all(b.token_ids for b in batches[:-1])  # what arrived together, never empty
     check_finished(batches, "stop")
     assert engine.tokens_received == 7 * vllm.frames
     assert engine.in_flight == {vllm.url: 0}
+
+
+async def test_tokens_are_handed_over_in_batches(vllm: VLLMServer) -> None:
+    # One token per event, paced: without batching the consumer would wake per token.
+    engine = make_engine([vllm.url], batch_tokens=7)
+    vllm.push(Script(tokens=AUDIO, delay=0.002))
+    try:
+        batches = await collect(engine)
+    finally:
+        await engine.aclose()
+    assert ids(batches) == AUDIO
+    assert all(len(b.token_ids) >= 7 for b in batches[:-2])
+    check_finished(batches, "stop")
 
 
 async def test_request_body_and_headers(vllm: VLLMServer) -> None:
@@ -543,8 +556,8 @@ async def test_cancelling_the_consumer_disconnects_the_backend(
 
     async def consume() -> None:
         count = 0
-        async for _ in engine.stream(PROMPT, PARAMS):
-            count += 1
+        async for batch in engine.stream(PROMPT, PARAMS):
+            count += len(batch.token_ids)
             if count == 2:
                 two_received.set()
 

@@ -1,0 +1,184 @@
+"""How many frames each chunk of a stream takes: the chunk schedule.
+
+A chunk of frames ``[e, e + n)`` can be decoded once ``e + n + context`` frames
+exist. Small chunks reach the listener sooner; large ones spend less decode work
+on context. `BufferSchedule` (the default) chooses from what the listener already
+holds: audio sent so far (after tempo) minus the time since the first audio. While
+that buffer is thin it sends whatever is decodable; it lets a chunk grow, toward
+``max_frames``, only while the buffer will still hold ``margin`` seconds when the
+chunk arrives. At exactly real time, frame k is decodable when frame k + 3 exists,
+so after a start-up of ``first_frames`` frames every later frame comes just in
+time and chunks stay about ``first_frames`` long; a backend faster than real time
+fills the buffer and gets large chunks. `DoublingSchedule` is the older fixed plan
+(1, 2, 4, ... frames), right only for backends well above real time.
+
+Time is passed in (``now``, seconds on any monotonic clock), so schedules are pure
+and can be tested on simulated clocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, Literal, Protocol
+
+from app.audio.pcm import frames_to_seconds
+
+ScheduleName = Literal["buffer", "doubling"]
+FRAME_SECONDS: Final = frames_to_seconds(1)
+_EPSILON: Final = 1e-6
+"""Seconds: comparisons of clock times allow for rounding."""
+_SMOOTHING: Final = 0.25
+"""Weight of the newest observation in the moving averages of arrival and decode time."""
+
+
+class ChunkSchedule(Protocol):
+    def size(self, ready: int, now: float) -> int:
+        """Frames to emit now out of ``ready`` decodable ones (0: wait for more)."""
+        ...
+
+    def arrived(self, frames: int, now: float) -> None:
+        """``frames`` frames exist in all at ``now``."""
+        ...
+
+    def emitted(self, frames: int, now: float) -> None:
+        """A chunk of ``frames`` frames was planned at ``now``."""
+        ...
+
+    def deadline(self, ready: int) -> float | None:
+        """When to look again if no frame arrives (frames are held back), or None."""
+        ...
+
+
+class DoublingSchedule:
+    """The first chunk ``first_frames``, each next one ``growth`` times the last."""
+
+    def __init__(self, first_frames: int = 1, max_frames: int = 16, growth: float = 2.0) -> None:
+        _check(first_frames, max_frames)
+        if growth < 1.0:
+            raise ValueError("growth must be >= 1")
+        self.first_frames = first_frames
+        self.max_frames = max_frames
+        self.growth = growth
+        self.next_size = first_frames
+
+    def size(self, ready: int, now: float) -> int:
+        return min(ready, self.max_frames) if ready >= self.next_size else 0
+
+    def arrived(self, frames: int, now: float) -> None:
+        pass
+
+    def emitted(self, frames: int, now: float) -> None:
+        self.next_size = min(self.max_frames, math.ceil(frames * self.growth))
+
+    def deadline(self, ready: int) -> float | None:
+        return None
+
+
+class BufferSchedule:
+    """Chunks sized by the audio the listener holds (see the module docstring).
+
+    ``first_frames`` is the start-up buffer: the first chunk, and about the size of
+    every chunk at exactly real time. ``margin``: seconds of audio the listener should
+    still hold when a chunk lands. ``speed``: the tempo, which makes each frame play
+    for ``FRAME_SECONDS / speed``.
+    """
+
+    def __init__(
+        self,
+        first_frames: int = 2,
+        max_frames: int = 16,
+        *,
+        margin: float = 0.05,
+        speed: float = 1.0,
+    ) -> None:
+        _check(first_frames, max_frames)
+        if margin < 0 or speed <= 0:
+            raise ValueError("margin must be >= 0 and speed > 0")
+        self.first_frames = first_frames
+        self.max_frames = max_frames
+        self.margin = margin
+        self.frame_seconds = FRAME_SECONDS / speed
+        self._started: float | None = None
+        self._audio = 0.0
+        """Seconds of audio planned so far (what the listener will have been sent)."""
+        self._frames = 0
+        self._last_arrival: float | None = None
+        self._interval: float | None = None
+        """Moving average of the seconds between frame arrivals."""
+        self._decode = 0.0
+        """Moving average of the seconds from planning a chunk to its audio leaving."""
+
+    def observe_decode(self, seconds: float) -> None:
+        """How long the last chunk took from planning to its audio leaving."""
+        self._decode += _SMOOTHING * (max(0.0, seconds) - self._decode)
+
+    def arrived(self, frames: int, now: float) -> None:
+        if frames <= self._frames:
+            return
+        if self._last_arrival is not None:
+            interval = (now - self._last_arrival) / (frames - self._frames)
+            self._interval = (
+                interval
+                if self._interval is None
+                else self._interval + _SMOOTHING * (interval - self._interval)
+            )
+        self._frames, self._last_arrival = frames, now
+
+    def buffer(self, now: float) -> float:
+        """Seconds of audio the listener holds at ``now`` (once the first chunk is out)."""
+        if self._started is None:
+            return 0.0
+        return self._audio - (now - self._started)
+
+    def size(self, ready: int, now: float) -> int:
+        if ready <= 0:
+            return 0
+        if self._started is None:
+            return self.first_frames if ready >= self.first_frames else 0
+        if ready >= self.max_frames:
+            return self.max_frames
+        # Waiting for one more frame is safe while, when that frame and then its chunk's
+        # audio arrive, the listener still holds the margin; at the deadline it never is.
+        wait = self._next_arrival(now) - now
+        slack = self.buffer(now) - wait - self._decode - self.margin
+        if slack > _EPSILON and now < self._last_moment() - _EPSILON:
+            return 0
+        return ready
+
+    def emitted(self, frames: int, now: float) -> None:
+        if self._started is None:
+            # The listener starts playing when this first audio reaches it.
+            self._started = now + self._decode
+        self._audio += frames * self.frame_seconds
+
+    def deadline(self, ready: int) -> float | None:
+        """With frames held back: the moment the buffer falls to margin plus decode time."""
+        if ready <= 0 or self._started is None:
+            return None
+        return self._last_moment()
+
+    def _last_moment(self) -> float:
+        return self._started_at() + self._audio - self._decode - self.margin
+
+    def _started_at(self) -> float:
+        return self._started if self._started is not None else 0.0
+
+    def _next_arrival(self, now: float) -> float:
+        if self._last_arrival is None or self._interval is None:
+            return now + self.frame_seconds  # no pace known yet: assume real time
+        return max(now, self._last_arrival + self._interval)
+
+
+def make_schedule(
+    name: ScheduleName, first_frames: int, max_frames: int, *, speed: float = 1.0
+) -> ChunkSchedule:
+    if name == "doubling":
+        return DoublingSchedule(first_frames, max_frames)
+    return BufferSchedule(first_frames, max_frames, speed=speed)
+
+
+def _check(first_frames: int, max_frames: int) -> None:
+    if first_frames < 1:
+        raise ValueError("first_frames must be >= 1")
+    if max_frames < first_frames:
+        raise ValueError("max_frames must be >= first_frames")

@@ -1,0 +1,114 @@
+"""What the SSE events of one streaming completion say: token ids, finish, usage, errors.
+
+Pure: fed the ``data`` of each event (vLLM's wire format, shared/reference/
+vllm-completions-stream.txt), it collects the token ids (``token_ids`` when the
+backend sends them, else the ``<custom_token_N>`` spellings of ``text``), the finish
+reason, the usage-only chunk that follows it, and the first error, in-band or of
+the framing. `feed` says when a consumer should look: once ``wake_tokens`` ids are
+waiting, or the generation finished, ended or failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from app.engine.backend_errors import inband_error
+from app.engine.base import EngineUsage, FinishReason
+from app.engine.token_text import TokenTextParser
+from app.errors import BackendError, GatewayError
+
+
+class CompletionEvents:
+    def __init__(self, model: str, stop_token_ids: frozenset[int], *, wake_tokens: int = 1):
+        self._model = model
+        self._stop = stop_token_ids
+        self._wake_tokens = max(1, wake_tokens)
+        self._text = TokenTextParser()
+        self.ids: list[int] = []
+        """Ids not yet taken by the consumer (stop ids removed)."""
+        self.finish: FinishReason | None = None
+        self.usage: EngineUsage | None = None
+        self.done = False
+        """``data: [DONE]`` arrived."""
+        self.error: GatewayError | None = None
+
+    def feed(self, events: list[str]) -> bool:
+        """Take events in order; True when the consumer should look now."""
+        for data in events:
+            if self.error is not None or self.done:
+                break
+            if data.strip() == "[DONE]":
+                self.done = True
+                break
+            try:
+                self._event(data)
+            except GatewayError as exc:
+                self.error = exc
+        return (
+            self.error is not None
+            or self.done
+            or self.finish is not None
+            or len(self.ids) >= self._wake_tokens
+        )
+
+    @property
+    def backlog(self) -> int:
+        return len(self.ids)
+
+    def take(self) -> list[int]:
+        ids, self.ids = self.ids, []
+        return ids
+
+    def _event(self, data: str) -> None:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise BackendError(f"token backend sent malformed JSON: {data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise BackendError(f"token backend sent an unexpected event: {data[:200]!r}")
+        if "error" in chunk:
+            raise inband_error(chunk["error"], self._model)
+        usage = _usage(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not choices or self.finish is not None:
+            return  # the usage-only chunk, or anything after the finish
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise BackendError(f"token backend sent an unexpected choice: {data[:200]!r}")
+        token_ids = choice.get("token_ids")
+        if token_ids is not None:
+            if not isinstance(token_ids, list) or not all(isinstance(i, int) for i in token_ids):
+                raise BackendError(f"token backend sent invalid token_ids: {token_ids!r}")
+            ids = list(token_ids)
+        else:
+            delta = choice.get("text")
+            ids = self._text.feed(delta) if isinstance(delta, str) else []
+        finish = _finish_reason(choice.get("finish_reason"))
+        if finish is not None:
+            ids.extend(self._text.close())
+            self.finish = finish
+        stop = self._stop
+        self.ids.extend(i for i in ids if i not in stop)
+
+
+def _finish_reason(value: Any) -> FinishReason | None:
+    if value is None:
+        return None
+    if value == "stop":
+        return "stop"
+    if value == "length":
+        return "length"
+    raise BackendError(f"token backend ended the generation with finish_reason {value!r}")
+
+
+def _usage(value: Any) -> EngineUsage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if not (isinstance(prompt, int) and isinstance(completion, int)):
+        return None
+    return EngineUsage(prompt_tokens=prompt, completion_tokens=completion)

@@ -1,0 +1,257 @@
+"""One streaming completions request on a connection of its own, parsed as bytes arrive.
+
+vLLM sends one SSE event per token, about 82 a second per real-time stream. Read
+through httpx, every event costs ~60 µs of event-loop CPU (h11 in Python and a dozen
+coroutine layers resumed per read: docs/benchmarks.md, "Real-time pacing"), most of a
+core at 64 streams. Here an asyncio `Protocol` feeds each read straight to httptools
+(the C HTTP/1.1 parser uvicorn uses) and the SSE parser, hands the events to a sink
+inside ``data_received``, and wakes the consumer only when the sink asks for it (for
+Orpheus: a frame's worth of tokens).
+
+A connection serves one request (``Connection: close``): the streams are long, and
+closing one drops its socket at once, so the backend sees the client leave. No proxy
+support: the gateway connects to its backends directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Final, Protocol, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from app.engine.sse import SSEError, SSEParser
+
+MAX_ERROR_BODY: Final = 64 * 1024
+MAX_BACKLOG: Final = 16_384
+"""Items the sink may hold for a consumer that does not read before reading pauses."""
+
+
+class Sink(Protocol):
+    def feed(self, events: list[str]) -> bool:
+        """Take the ``data`` of completed SSE events; True: the consumer should look now."""
+        ...
+
+    @property
+    def backlog(self) -> int:
+        """Items waiting for the consumer."""
+        ...
+
+
+class Unreachable(Exception):
+    """No response came: refused, unresolvable, timed out connecting, or reset before the
+    status line. Nothing was generated, so another replica may be tried."""
+
+
+class StreamBroken(Exception):
+    """The response broke off or broke the HTTP or SSE framing after it had started."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    path: str
+    tls: bool
+
+    @classmethod
+    def of(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"backend URL {url!r} must be http:// or https:// with a host")
+        tls = parts.scheme == "https"
+        return cls(parts.hostname, parts.port or (443 if tls else 80), parts.path or "/", tls)
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.tls else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+class CompletionStream(asyncio.Protocol):
+    """The response to one POST: `status` once the headers are in, then events to `sink`
+    (or, for an error status, the body in `error_body`)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sink = sink
+        self._parser = httptools.HttpResponseParser(self)
+        self._sse = SSEParser()
+        self._transport: asyncio.Transport | None = None
+        self._headers: asyncio.Future[None] = self._loop.create_future()
+        self._wake: asyncio.Future[None] | None = None
+        self._woken = False  # the sink asked while nobody waited
+        self._paused = False
+        self.status = 0
+        self._framed = False  # chunked or sized: otherwise the body ends when the socket does
+        self.error_body = bytearray()
+        self.complete = False
+        """The whole response arrived."""
+        self.failure: Exception | None = None
+        self.last_data = self._loop.time()
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        endpoint: Endpoint,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        sink: Sink,
+        *,
+        connect_timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> CompletionStream:
+        """Connect and send the request; `Unreachable` if no connection can be made."""
+        loop = asyncio.get_running_loop()
+        context = (tls or ssl.create_default_context()) if endpoint.tls else None
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, stream = await loop.create_connection(
+                    lambda: cls(sink),
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=context,
+                    server_hostname=endpoint.host if context else None,
+                )
+        except TimeoutError:
+            raise Unreachable(f"no connection within {connect_timeout:g} s") from None
+        except OSError as exc:  # refused, unreachable, DNS (socket.gaierror), TLS
+            raise Unreachable(str(exc) or type(exc).__name__) from exc
+        stream._send(endpoint, path, body, headers)
+        return stream
+
+    def _send(self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str]) -> None:
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {endpoint.authority}",
+            "Content-Type: application/json",
+            "Accept: text/event-stream",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in headers.items()),
+        ]
+        assert self._transport is not None
+        self._transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    async def response(self) -> None:
+        """Wait for the status line and headers; `Unreachable` if the connection ends first."""
+        await asyncio.shield(self._headers)
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def wait(self, deadline: float) -> None:
+        """Return when the sink asked for the consumer, the response ended or failed, or at
+        ``deadline`` (loop time), whichever comes first."""
+        if self._paused and self._sink.backlog <= MAX_BACKLOG // 2:
+            self._paused = False
+            self.resume()
+        if self._woken or self.complete or self.failure is not None:
+            self._woken = False
+            return
+        self._wake = self._loop.create_future()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._wake
+        except TimeoutError:
+            pass
+        finally:
+            self._wake = None
+
+    def pause(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self.last_data = self._loop.time()  # paused time is not a backend stall
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        """Drop the connection now (the backend sees the client leave)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, though they are one.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(StreamBroken("the backend switched protocols"))
+        except (httptools.HttpParserError, SSEError) as exc:
+            self._fail(StreamBroken(f"malformed response: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.complete or self.failure is not None:
+            return
+        if not self._headers.done():
+            self._fail(Unreachable(str(exc) if exc else "connection closed before a response"))
+        elif exc is None and not self._framed:
+            self.on_message_complete()  # a body delimited by the end of the connection
+        else:
+            self._fail(StreamBroken(str(exc) if exc else "connection closed mid-response"))
+
+    # --- httptools callbacks ---------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"transfer-encoding", b"content-length"):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        if not self._headers.done():
+            self._headers.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.status >= 400:
+            room = MAX_ERROR_BODY - len(self.error_body)
+            self.error_body += body[: max(0, room)]
+            return
+        events = self._sse.feed(body)
+        if events and self._sink.feed(events):
+            self._notify()
+            if self._sink.backlog > MAX_BACKLOG and not self._paused:
+                self._paused = True
+                self.pause()
+
+    def on_message_complete(self) -> None:
+        if self.status < 400:
+            events = self._sse.close()
+            if events:
+                self._sink.feed(events)
+        self.complete = True
+        self._notify()
+        if self._transport is not None:
+            self._transport.close()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _fail(self, error: Exception) -> None:
+        if self.failure is None:
+            self.failure = error
+        if not self._headers.done():
+            self._headers.set_exception(error)
+            self._headers.exception()  # retrieved: response() re-raises it
+        self._notify()
+        self.close()
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        else:
+            self._woken = True

@@ -1,0 +1,97 @@
+"""One stream's token ids to exact PCM chunks: frames, the chunk schedule, decode, seams.
+
+`StreamDecoder` owns a synthesis' frame buffer, window planner and seam joiner. The
+pipeline feeds it token batches and asks it for chunks whenever frames arrived, or
+when `deadline` says the listener would otherwise run dry while frames are held back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+
+from app.audio.joins import SeamJoiner
+from app.audio.schedule import BufferSchedule, ScheduleName, make_schedule
+from app.audio.windows import WindowPlanner
+from app.codec.request import DecodeRequest
+from app.codec.service import CodecService
+from app.codec.tokens import FrameAssembler, FrameBuffer, InvalidPolicy
+
+Pcm = np.ndarray
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    context_frames: int = 3
+    first_frames: int = 2
+    max_frames: int = 16
+    schedule: ScheduleName = "buffer"
+    crossfade_samples: int = 0
+    invalid_token_policy: InvalidPolicy = "resync"
+    max_invalid_tokens: int | None = None
+
+
+class StreamDecoder:
+    def __init__(
+        self, codec: CodecService, config: PipelineConfig, *, stream: int, speed: float = 1.0
+    ) -> None:
+        self._codec = codec
+        self._pad = config.crossfade_samples
+        self._stream = stream
+        self.assembler = FrameAssembler(
+            policy=config.invalid_token_policy, max_invalid=config.max_invalid_tokens
+        )
+        self._schedule = make_schedule(
+            config.schedule, config.first_frames, config.max_frames, speed=speed
+        )
+        self._planner = WindowPlanner(
+            context=config.context_frames,
+            max_frames=config.max_frames,
+            schedule=self._schedule,
+        )
+        self._joiner = SeamJoiner(config.crossfade_samples)
+        self._frames = FrameBuffer()
+        self._first = True
+
+    @property
+    def frames(self) -> int:
+        return len(self._frames)
+
+    def feed(self, token_ids: Sequence[int]) -> int:
+        """Take token ids; returns how many frames they completed."""
+        new = self.assembler.feed(token_ids)
+        if len(new):
+            self._frames.extend(new)
+        return len(new)
+
+    def deadline(self) -> float | None:
+        """When (`time.perf_counter`) to ask for chunks again though no frame arrived."""
+        return self._planner.deadline()
+
+    async def chunks(self, *, final: bool = False) -> AsyncGenerator[Pcm, None]:
+        """Decode what the schedule sends now (``final``: everything left), in order."""
+        windows = self._planner.plan(len(self._frames), final, now=perf_counter())
+        for window in windows:
+            request = DecodeRequest.of(
+                self._frames.frames,
+                window,
+                # The joiner crossfades into the context samples around each seam.
+                pad=self._pad,
+                stream=self._stream,
+                first=self._first,
+            )
+            started = perf_counter()
+            pcm = await self._codec.decode(request)
+            if isinstance(self._schedule, BufferSchedule):
+                self._schedule.observe_decode(perf_counter() - started)
+            self._first = False
+            out = self._joiner.push(window, pcm)
+            if out.size:
+                yield out
+        if final:
+            tail = self._joiner.finish()
+            if tail.size:
+                yield tail

@@ -1,0 +1,352 @@
+"""Is streaming smooth when tokens arrive at real time, and what does the event loop cost?
+
+Three processes, as in production: a paced vLLM-format backend (this script with
+``--serve-backend``: one token per SSE event, token i of a stream sent at
+``t0 + i / rate``, so the pace never drifts), the real gateway (``python -m app``,
+a random-weight SNAC, noise off), and this script as the client, running N
+concurrent ``/v1/audio/speech`` streams of ``--frames`` frames each.
+
+Per setting it prints:
+- ttfa p50/p99: request to the first audio bytes
+- stall p50/p99: total time a player that starts at the first byte waits with an
+  empty buffer, per stream; ``stalled``: streams with any stall over 1 ms
+- chunks: mean audio chunks per stream; the first three chunk sizes in frames (median)
+- loop / codec / other CPU ms per delivered audio-second: the gateway's threads,
+  read from /proc (the main thread runs the event loop; the codec worker names itself
+  ``snac-codec``; "other" is the encoder/upload threads and torch's)
+
+    python bench/realtime_pacing.py --streams 1,16,64 --rates 82,200
+    python bench/realtime_pacing.py --streams 64 --rates 82 --formats pcm,mp3,opus,aac
+    python bench/realtime_pacing.py --streams 1,16 --schedule doubling,buffer
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SAMPLE_RATE = 24_000
+FRAME_SAMPLES = 2048
+FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+AUDIO_BASE = 128266
+END_OF_SPEECH = 128258
+MODEL = "paced"
+
+
+# --- the paced backend ---------------------------------------------------------------
+
+
+async def _serve_backend(port: int, rate: float, frames: int) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, _path, _ = lines[0].split(" ", 2)
+                headers = dict(
+                    (k.strip().lower(), v.strip())
+                    for k, v in (x.split(":", 1) for x in lines[1:] if x)
+                )
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if method == "GET":
+                    payload = json.dumps({"object": "list", "data": [{"id": MODEL}]}).encode()
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                        + f"content-length: {len(payload)}\r\n\r\n".encode()
+                        + payload
+                    )
+                    await writer.drain()
+                    continue
+                await _stream(writer, json.loads(body), rate, frames)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+async def _stream(
+    writer: asyncio.StreamWriter, body: dict[str, object], rate: float, n: int
+) -> None:
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+        b"transfer-encoding: chunked\r\n\r\n"
+    )
+    rng = random.Random(str(body.get("prompt")))
+    tokens = [AUDIO_BASE + s * 4096 + rng.randrange(4096) for _ in range(n) for s in range(7)]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    base = {"id": "cmpl-paced", "object": "text_completion", "created": 0, "model": MODEL}
+
+    def event(data: str) -> bytes:
+        raw = f"data: {data}\n\n".encode()
+        return f"{len(raw):x}\r\n".encode() + raw + b"\r\n"
+
+    for i, token in enumerate(tokens):
+        delay = t0 + (i + 1) / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        choice = {"index": 0, "text": f"<custom_token_{token - 128256}>", "logprobs": None,
+                  "finish_reason": None, "stop_reason": None}  # fmt: skip
+        writer.write(event(json.dumps(base | {"choices": [choice]}, separators=(",", ":"))))
+        await writer.drain()
+    done = {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop",
+            "stop_reason": END_OF_SPEECH}  # fmt: skip
+    usage = {"prompt_tokens": len(str(body.get("prompt"))), "completion_tokens": len(tokens) + 1}
+    writer.write(event(json.dumps(base | {"choices": [done]}, separators=(",", ":"))))
+    writer.write(event(json.dumps(base | {"choices": [], "usage": usage}, separators=(",", ":"))))
+    writer.write(event("[DONE]") + b"0\r\n\r\n")
+    await writer.drain()
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class Gateway:
+    process: subprocess.Popen[bytes]
+    url: str
+
+
+def start_gateway(backend: str, snac_dir: Path, env_extra: dict[str, str]) -> Gateway:
+    port = free_port()
+    env = (
+        os.environ
+        | {
+            "TTS_API": backend,
+            "MODEL_NAME": MODEL,
+            "SNAC_MODEL": str(snac_dir),
+            "DEVICE": "cpu",
+            "SNAC_NOISE": "false",
+            "TORCH_THREADS": "1",
+            "MAX_CONCURRENT_STREAMS": "1024",
+            "LOG_LEVEL": "warning",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "PYTHONPATH": str(ROOT),
+        }
+        | env_extra
+    )
+    process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ready")
+    return Gateway(process, url)
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds by thread kind: the main thread (event loop), the codec worker, the rest."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {"loop": 0.0, "codec": 0.0, "other": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        kind = "loop" if int(tid) == pid else "codec" if name == "snac-codec" else "other"
+        out[kind] += seconds
+    return out
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    ttfa: float = float("nan")
+    stall: float = 0.0
+    audio: float = 0.0
+    chunks: list[float] = field(default_factory=list)
+    """Seconds of audio per received chunk (pcm: exact; other formats: not used)."""
+    error: str | None = None
+
+
+async def one_stream(client: httpx.AsyncClient, url: str, fmt: str, seed: int) -> StreamResult:
+    result = StreamResult()
+    body = {"model": "tts-1", "voice": "tara", "input": f"Stream {seed}.", "response_format": fmt}
+    started = time.perf_counter()
+    play_end = 0.0
+    received = 0
+    try:
+        async with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
+            if response.status_code != 200:
+                result.error = f"HTTP {response.status_code}"
+                return result
+            async for data in response.aiter_raw():
+                now = time.perf_counter()
+                received += len(data)
+                seconds = len(data) / (2 * SAMPLE_RATE) if fmt == "pcm" else 0.0
+                result.chunks.append(seconds)
+                if result.ttfa != result.ttfa:  # the first audio bytes
+                    result.ttfa = now - started
+                    play_end = now + seconds
+                else:
+                    if now > play_end:
+                        result.stall += now - play_end
+                        play_end = now
+                    play_end += seconds
+    except httpx.HTTPError as exc:
+        result.error = type(exc).__name__
+    result.audio = received / (2 * SAMPLE_RATE) if fmt == "pcm" else 0.0
+    return result
+
+
+async def run_streams(url: str, streams: int, fmt: str) -> list[StreamResult]:
+    limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=limits) as client:
+
+        async def staggered(i: int) -> StreamResult:
+            # Requests do not arrive in lockstep: spread the starts over one frame.
+            await asyncio.sleep(random.Random(i).uniform(0, FRAME_SECONDS))
+            return await one_stream(client, url, fmt, i)
+
+        return await asyncio.gather(*(staggered(i) for i in range(streams)))
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, object]:
+    asyncio.run(run_streams(gateway.url, min(streams, 4), fmt))  # warm-up
+    before = thread_cpu(gateway.process.pid)
+    results = asyncio.run(run_streams(gateway.url, streams, fmt))
+    after = thread_cpu(gateway.process.pid)
+    ok = [r for r in results if r.error is None]
+    expected = frames * FRAME_SECONDS
+    audio = len(ok) * expected  # every format: the duration the gateway delivered
+    if fmt == "pcm":
+        audio = sum(r.audio for r in ok)
+    cpu = {k: (after[k] - before[k]) * 1000 / audio if audio else float("nan") for k in after}
+    sizes = [[c / FRAME_SECONDS for c in r.chunks[:3]] for r in ok if len(r.chunks) >= 3]
+    return {
+        "streams": streams,
+        "format": fmt,
+        "errors": len(results) - len(ok),
+        "ttfa_p50_ms": pct([r.ttfa * 1000 for r in ok], 50),
+        "ttfa_p99_ms": pct([r.ttfa * 1000 for r in ok], 99),
+        "stall_p50_ms": pct([r.stall * 1000 for r in ok], 50),
+        "stall_p99_ms": pct([r.stall * 1000 for r in ok], 99),
+        "stalled": sum(r.stall > 0.001 for r in ok),
+        "chunks": statistics.mean(len(r.chunks) for r in ok) if ok else float("nan"),
+        "first_chunks": [round(statistics.median(s[i] for s in sizes), 1) for i in range(3)]
+        if sizes and fmt == "pcm"
+        else [],
+        "audio_ok": all(abs(r.audio - expected) < 1e-6 for r in ok) if fmt == "pcm" else None,
+        "loop_ms_per_audio_s": cpu["loop"],
+        "codec_ms_per_audio_s": cpu["codec"],
+        "other_ms_per_audio_s": cpu["other"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--streams", default="1,16,64")
+    parser.add_argument("--rates", default="82,200", help="tokens per second per stream")
+    parser.add_argument("--formats", default="pcm")
+    parser.add_argument("--frames", type=int, default=60, help="frames per stream (60 = 5.1 s)")
+    parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
+    parser.add_argument("--schedule", default="", help="CHUNK_SCHEDULE values to compare")
+    parser.add_argument(
+        "--env", action="append", default=[], help="extra KEY=VALUE for the gateway"
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--serve-backend", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=82.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_backend:
+        asyncio.run(_serve_backend(args.serve_backend, args.rate, args.frames))
+        return
+
+    from app.demo.random_snac import write_random_snac
+
+    snac_dir = write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=args.codec == "tiny")
+    extra = dict(item.split("=", 1) for item in args.env)
+    machine = f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"# {machine}, codec {args.codec}, {args.frames} frames/stream, "
+          f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    rows = []
+    schedules = [s for s in args.schedule.split(",") if s] or [""]
+    for rate in [float(r) for r in args.rates.split(",")]:
+        port = free_port()
+        backend = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve-backend",
+                str(port),
+                "--rate",
+                str(rate),
+                "--frames",
+                str(args.frames),
+            ]
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
+            for schedule in schedules:
+                env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
+                gateway = start_gateway(f"http://127.0.0.1:{port}", snac_dir, env)
+                try:
+                    for fmt in args.formats.split(","):
+                        for n in [int(s) for s in args.streams.split(",")]:
+                            row = {"rate": rate, "schedule": schedule or "default"}
+                            row |= measure(gateway, n, fmt, args.frames)
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
+                finally:
+                    gateway.process.send_signal(signal.SIGINT)
+                    gateway.process.wait(30)
+        finally:
+            backend.terminate()
+            backend.wait(10)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
