@@ -76,6 +76,9 @@ class Script:
     """Close the connection abruptly (no terminating chunk, no [DONE])."""
     hang_after: int | None = None
     """Send nothing more until the client goes away."""
+    pause_after: int | None = None
+    """Stop for `pause` seconds once, then go on (a stall of the generation)."""
+    pause: float = 0.0
     malformed_after: int | None = None
     """Insert a data line that is not JSON, then go on normally."""
     finish: bool = True
@@ -157,6 +160,7 @@ class _Stream:
         self.gone = asyncio.Event()
         self.completing = False
         self.malformed_sent = False
+        self.paused = False
 
     async def watch(self, receive: Receive) -> None:
         while True:
@@ -529,6 +533,10 @@ class VLLMServer:
         if script.hang_after is not None and sent >= script.hang_after:
             await stream.hang()
             return False
+        if script.pause_after is not None and sent >= script.pause_after and not stream.paused:
+            stream.paused = True
+            if not await stream.sleep(script.pause):
+                return False
         if script.inband_error_after is not None and sent >= script.inband_error_after:
             error = script.inband_error or _error(
                 "allowed_token_ids contains out-of-vocab token id! "
