@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shlex
 import sys
@@ -101,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Logs (docker compose, CI) are read wide; rich's 80 columns would wrap the tables.
+        console = Console(highlight=False, width=120)
     console.print(f"$ {shlex.join(command)}", markup=False)
     try:
         return asyncio.run(run(args, spec, picker, command, console))

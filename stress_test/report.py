@@ -124,6 +124,11 @@ def scicom_blocks(summary: Summary) -> str:
     return "\n".join(lines)
 
 
+def missed(summary: Summary) -> list[str]:
+    """The SLO keys whose p99 (failures counted as misses) is over the limit."""
+    return [key for key, limit in summary.slo.limits.items() if summary.slo_p99[key] > limit]
+
+
 def sweep_table(levels: Sequence[Level]) -> Table:
     table = Table(
         title="sweep: p99 of the successful requests; the SLO verdict counts failures as misses"
@@ -143,7 +148,7 @@ def sweep_table(levels: Sequence[Level]) -> Table:
             _value("stall_seconds", m["stall_seconds"].p99),
             f"{s.goodput:.0%}",
             f"{s.audio_per_wall:.2f}",
-            "meets" if s.meets_slo else "MISSES",
+            "meets" if s.meets_slo else "misses " + ", ".join(missed(s)),
         )
     return table
 

@@ -67,6 +67,9 @@ class Script:
     headers_delay: float = 0.0
     first_delay: float = 0.0
     delay: float = 0.0
+    pace: float | None = None
+    """Elements per second on a fixed schedule from the first delta (no drift from late
+    wake-ups, unlike `delay`); replaces `delay` between deltas."""
     status: int | None = None
     """Answer with this HTTP status and `body` instead of streaming."""
     body: Any = None
@@ -245,10 +248,11 @@ class VLLMServer:
         return [r for r in self.requests if r.path == "/v1/completions"]
 
     # --- lifecycle ---
-    def start(self) -> Self:
+    def start(self, port: int = 0) -> Self:
+        """Serve on loopback at `port` (0: any free port)."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
@@ -479,11 +483,20 @@ class VLLMServer:
             return _json(data)
 
         sent = 0
+        paced_from = 0.0
         for index, (text, ids, count) in enumerate(plan.deltas):
             if not await self._faults(stream, sent):
                 return
-            if not await stream.sleep(script.first_delay if index == 0 else script.delay):
+            if index == 0:
+                wait = script.first_delay
+            elif script.pace:
+                wait = paced_from + sent / script.pace - time.monotonic()
+            else:
+                wait = script.delay
+            if not await stream.sleep(wait):
                 return
+            if index == 0:
+                paced_from = time.monotonic()
             last = index == len(plan.deltas) - 1 and plan.finish_on_last
             finish = plan.finish if last else None
             await stream.event(chunk(text, ids, finish, None))
