@@ -22,6 +22,7 @@ from stress_test.plots import write_plots
 from stress_test.progress import RichProgress
 from stress_test.report import print_summary, print_sweep, scicom_blocks
 from stress_test.results import run_document, write_json
+from stress_test.saved import load_run
 from stress_test.slo import Slo
 from stress_test.stats import Summary, summarize
 
@@ -64,16 +65,7 @@ async def run(
                 plan = args.levels or doubling(args.concurrency or 64)
                 levels = await sweep(runner, plan, args.duration, slo, keep_going=args.keep_going)
                 results = [r for level in levels for r in level.results]
-    if args.mode == "sweep":
-        print_sweep(console, levels)
-        held = [level for level in levels if level.summary.meets_slo]
-        shown = held[-1] if held else levels[0]
-        summary = shown.summary
-        print_summary(console, summary, f"sweep level {shown.concurrency} stream(s)")
-    else:
-        summary = summarize(results, slo)
-        print_summary(console, summary, f"{args.mode}: {summary.requests} requests")
-    console.print(scicom_blocks(summary), markup=False, highlight=False)
+    summary = show(console, args.mode, results, levels, slo)
     if args.save is not None:
         document = run_document(
             mode=args.mode,
@@ -91,20 +83,54 @@ async def run(
     return 0
 
 
+def show(
+    console: Console,
+    mode: str,
+    results: Sequence[RequestResult],
+    levels: Sequence[Level],
+    slo: Slo,
+) -> Summary:
+    """Print the report; for a sweep, the level table and the capacity level's details."""
+    if mode == "sweep":
+        print_sweep(console, levels)
+        held = [level for level in levels if level.summary.meets_slo]
+        shown = held[-1] if held else levels[0]
+        summary = shown.summary
+        print_summary(console, summary, f"sweep level {shown.concurrency} stream(s)")
+    else:
+        summary = summarize(results, slo)
+        print_summary(console, summary, f"{mode}: {summary.requests} requests")
+    console.print(scicom_blocks(summary), markup=False, highlight=False)
+    return summary
+
+
+def report(args: argparse.Namespace, console: Console) -> int:
+    """`report RESULTS`: a saved run judged again, under its own SLO or `--slo`."""
+    run = load_run(args.results)
+    slo = args.slo or run.slo
+    show(console, run.mode, run.results, run.levels(slo) if run.mode == "sweep" else [], slo)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(arguments)
     command = ["python", "-m", "stress_test", *arguments]
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Logs (docker compose, CI) are read wide; rich's 80 columns would wrap the tables.
+        console = Console(highlight=False, width=120)
+    if args.mode == "report":
+        try:
+            return report(args, console)
+        except (OSError, ValueError, KeyError) as exc:
+            parser.error(f"cannot read {args.results}: {exc}")
     try:
         spec = request_spec(args)
         picker = corpus.TextPicker(texts(args), voices(args), random.Random(args.seed))
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # Logs (docker compose, CI) are read wide; rich's 80 columns would wrap the tables.
-        console = Console(highlight=False, width=120)
     console.print(f"$ {shlex.join(command)}", markup=False)
     try:
         return asyncio.run(run(args, spec, picker, command, console))

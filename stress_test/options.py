@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", parents=[common], help="closed loop at 1, 2, 4, ... streams until the SLO breaks"
     )
     modes.add_parser("poisson", parents=[common], help="open loop: arrivals at --rate per second")
+    saved = modes.add_parser("report", help="print a saved run again, under its SLO or --slo")
+    saved.add_argument("results", type=Path, help="a results.json, or the --save folder")
+    saved.add_argument("--slo", type=_slo, default=None, help="judge it under this SLO instead")
     return parser
 
 

@@ -128,6 +128,52 @@ def test_sweep_stops_at_the_concurrency_where_the_slo_breaks(
         assert_png(tmp_path / name)
 
 
+def test_a_saved_sweep_is_judged_again_under_another_slo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    levels = [(1, 0.2), (2, 0.4), (4, 0.9), (8, 1.6)]
+    requests = [
+        {
+            "index": i,
+            "phase": f"c={c}",
+            "text_kind": "short",
+            "chars": 9,
+            "voice": "tara",
+            "sent_at": float(i),
+            "status": 200,
+            "cause": None,
+            "message": None,
+            "in_band": False,
+            "latency": 2.0,
+            "ttfa": ttfa,
+            "audio_seconds": 4.0,
+            "rtf": 0.5,
+            "stall_seconds": 0.0,
+            "stall_count": 0,
+            "largest_gap": 0.1,
+            "bytes": 192000,
+            "timeline": [[ttfa, 4.0]],
+            "stalls": [],
+        }
+        for i, (c, ttfa) in enumerate(levels)
+    ]
+    document = {
+        "mode": "sweep",
+        "settings": {"slo": {"ttfa": 0.5}},
+        "sweep": {"levels": [{"concurrency": c, "duration": 5.0} for c, _ in levels]},
+        "requests": requests,
+    }
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    assert main(["report", str(tmp_path)]) == 0
+    assert "capacity: 2 stream(s) meet the SLO (ttfa ≤ 500 ms); it breaks at 4" in (
+        capsys.readouterr().out
+    )
+    assert main(["report", str(tmp_path / "results.json"), "--slo", "ttfa=1s"]) == 0
+    assert "capacity: 4 stream(s) meet the SLO (ttfa ≤ 1000 ms); it breaks at 8" in (
+        capsys.readouterr().out
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
