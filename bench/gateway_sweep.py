@@ -41,6 +41,15 @@ def free_port() -> int:
     return port
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "?"
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else "?"
+
+
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -108,7 +117,7 @@ def main() -> int:
     if args.save is not None:
         command += ["--save", str(args.save)]
     command += passthrough
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}")
     print(f"backend: {args.rate:g} tokens/s per stream, {args.seconds:g} s of audio per request")
     print(f"gateway: SNAC {args.snac} (random weights), SNAC_NOISE=false, TORCH_THREADS=1")
     print(f"load average before: {load_average()}")
