@@ -90,6 +90,7 @@ class GatewayClient:
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 300.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
@@ -136,16 +137,11 @@ class GatewayClient:
     async def synthesize(self, spec: RequestSpec, text: Text, voice: str) -> Exchange:
         exchange = Exchange(text, voice, started=time.perf_counter())
         try:
-            async with self._http.stream(
-                "POST", PATHS[spec.endpoint], **_payload(spec, text.text, voice)
-            ) as response:
-                exchange.status = response.status_code
-                if response.status_code != 200:
-                    exchange.fail(*error_of(response.status_code, await response.aread()))
-                elif response.headers.get("content-type", "").startswith("text/event-stream"):
-                    await _read_sse(response, exchange)
-                else:
-                    await _read_audio(response, exchange)
+            # httpx's timeouts bound each read; this bounds the whole request.
+            async with asyncio.timeout(self.timeout):
+                await self._exchange(spec, exchange)
+        except TimeoutError:
+            exchange.fail("timeout", f"the request took longer than {self.timeout:g} s")
         except httpx.TimeoutException as exc:
             exchange.fail("timeout", f"{type(exc).__name__}: {exc}")
         except httpx.ConnectError as exc:
@@ -159,6 +155,17 @@ class GatewayClient:
         finally:
             exchange.ended = time.perf_counter() - exchange.started
         return exchange
+
+    async def _exchange(self, spec: RequestSpec, exchange: Exchange) -> None:
+        payload = _payload(spec, exchange.text.text, exchange.voice)
+        async with self._http.stream("POST", PATHS[spec.endpoint], **payload) as response:
+            exchange.status = response.status_code
+            if response.status_code != 200:
+                exchange.fail(*error_of(response.status_code, await response.aread()))
+            elif response.headers.get("content-type", "").startswith("text/event-stream"):
+                await _read_sse(response, exchange)
+            else:
+                await _read_audio(response, exchange)
 
 
 def _payload(spec: RequestSpec, text: str, voice: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import io
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -92,7 +93,7 @@ def container_track(data: bytes) -> PacketTrack:
 
 
 def _availability(
-    packets: list[tuple[int | None, int, int]], total: int
+    packets: Sequence[tuple[int | None, int, int]], total: int
 ) -> tuple[list[int], list[int]]:
     """Per packet, the offset by which it has arrived: the start of the next packet that
     starts later (Ogg gives all packets of a page the page's position), else the end."""

@@ -144,7 +144,8 @@ async def test_an_unreachable_gateway_is_a_connect_error() -> None:
 
 
 async def test_poisson_sends_the_seeded_schedule(client: GatewayClient, vllm: VLLMServer) -> None:
-    vllm.default_script = lambda body: Script(frames=4)
+    # Each response takes about a second, longer than the mean gap between arrivals.
+    vllm.default_script = lambda body: Script(frames=4, delay=0.035)
     expected = list(arrivals(8.0, 1.0, random.Random(3)))
     results = await poisson(runner(client), 8.0, 1.0, random.Random(3))
     assert len(results) == len(expected) == len(vllm.completions)
@@ -152,4 +153,19 @@ async def test_poisson_sends_the_seeded_schedule(client: GatewayClient, vllm: VL
     sent = [r.sent_at - results[0].sent_at for r in results]
     offsets = [t - expected[0] for t in expected]
     # Open loop: each request leaves at its arrival time, whatever the others are doing.
-    assert sent == pytest.approx(offsets, abs=0.25)
+    assert sent == pytest.approx(offsets, abs=0.4)
+    first = results[0]
+    assert any(r.sent_at < first.sent_at + first.latency for r in results[1:])
+
+
+async def test_a_request_slower_than_the_timeout_is_a_timeout(
+    gateway: str, vllm: VLLMServer
+) -> None:
+    # Tokens keep trickling in, so no single read times out: the whole request does.
+    vllm.push(Script(frames=FRAMES, delay=0.02))
+    async with GatewayClient(gateway, timeout=1.5) as impatient:
+        (result,) = await run_burst(impatient)
+    assert (result.status, result.cause) == (200, "timeout")
+    assert 1.5 <= result.latency < 4.0
+    assert result.audio_seconds > 0
+    assert await vllm.completions[-1].wait_disconnected(5.0)

@@ -23,10 +23,13 @@ QUEUED_FIRST_TOKEN = 2.5
 """Seconds a request waits for its first token when the backend's slots are all taken."""
 
 
-def stress(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def stress(
+    *args: str, timeout: float = 120, progress: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
+    quiet = [] if progress else ["--no-progress"]
     return subprocess.run(
-        [sys.executable, "-m", "stress_test", *args, "--no-progress"],
+        [sys.executable, "-m", "stress_test", *args, *quiet],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -67,14 +70,15 @@ def test_burst_reports_and_saves_every_request(
         "--save",
         str(tmp_path),
     ]
-    done = stress(*args)
+    done = stress(*args, progress=True)
     assert done.returncode == 0, done.stderr
+    assert "burst" in done.stderr  # the progress bar's phases
     out = done.stdout
     assert "=== SLO LATENCY REPORT ===" in out
     assert "=== AUDIO & REAL-TIME FACTOR (RTF) REPORT ===" in out
     assert "Total Requests: 4" in out and "goodput:" in out and "audio s per wall s" in out
     document = saved(tmp_path)
-    assert document["command"] == ["python", "-m", "stress_test", *args, "--no-progress"]
+    assert document["command"] == ["python", "-m", "stress_test", *args]
     models = document["gateway_models"]
     assert models["status"] == 200
     assert "tts-1" in [m["id"] for m in models["body"]["data"]]
