@@ -4,6 +4,7 @@
 #   docker build -t orpheus-gateway .                                 # CPU torch (default)
 #   docker build --build-arg TORCH_VARIANT=cuda -t orpheus-gateway:cuda .
 #   docker run --rm -p 8000:8000 -e TTS_DEMO=1 orpheus-gateway       # offline demo (noise)
+#   docker build --target stress -t orpheus-gateway:stress .          # the stress test
 #
 # TORCH_VARIANT: "cpu" takes PyTorch's CPU-only wheels (an image several GiB smaller);
 # "cuda" takes PyPI's default Linux build, which bundles its CUDA runtime (the host only
@@ -32,6 +33,17 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 RUN pip install . \
     && python -c "import app, snac, torch, av; print('torch', torch.__version__)"
+
+# The stress test (stress-test.yaml builds this target; `docker build .` skips it): the
+# build stage's packages plus stress_test and its [stress] extra. It runs as root so it can
+# write its results into a bind-mounted folder whatever that folder's owner.
+FROM build AS stress
+COPY stress_test ./stress_test
+RUN pip install ".[stress]" \
+    && python -m stress_test --help > /dev/null
+WORKDIR /work
+ENTRYPOINT ["python", "-m", "stress_test"]
+CMD ["--help"]
 
 FROM ${PYTHON_IMAGE}
 # Created before VOLUME so that fresh named volumes inherit the non-root owner.

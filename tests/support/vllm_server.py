@@ -67,6 +67,9 @@ class Script:
     headers_delay: float = 0.0
     first_delay: float = 0.0
     delay: float = 0.0
+    pace: float | None = None
+    """Elements per second on a fixed schedule from the first delta (no drift from late
+    wake-ups, unlike `delay`); replaces `delay` between deltas."""
     status: int | None = None
     """Answer with this HTTP status and `body` instead of streaming."""
     body: Any = None
@@ -76,6 +79,9 @@ class Script:
     """Close the connection abruptly (no terminating chunk, no [DONE])."""
     hang_after: int | None = None
     """Send nothing more until the client goes away."""
+    pause_after: int | None = None
+    """Stop for `pause` seconds once, then go on (a stall of the generation)."""
+    pause: float = 0.0
     malformed_after: int | None = None
     """Insert a data line that is not JSON, then go on normally."""
     finish: bool = True
@@ -157,6 +163,7 @@ class _Stream:
         self.gone = asyncio.Event()
         self.completing = False
         self.malformed_sent = False
+        self.paused = False
 
     async def watch(self, receive: Receive) -> None:
         while True:
@@ -241,10 +248,11 @@ class VLLMServer:
         return [r for r in self.requests if r.path == "/v1/completions"]
 
     # --- lifecycle ---
-    def start(self) -> Self:
+    def start(self, port: int = 0) -> Self:
+        """Serve on loopback at `port` (0: any free port)."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
@@ -475,11 +483,20 @@ class VLLMServer:
             return _json(data)
 
         sent = 0
+        paced_from = 0.0
         for index, (text, ids, count) in enumerate(plan.deltas):
             if not await self._faults(stream, sent):
                 return
-            if not await stream.sleep(script.first_delay if index == 0 else script.delay):
+            if index == 0:
+                wait = script.first_delay
+            elif script.pace:
+                wait = paced_from + sent / script.pace - time.monotonic()
+            else:
+                wait = script.delay
+            if not await stream.sleep(wait):
                 return
+            if index == 0:
+                paced_from = time.monotonic()
             last = index == len(plan.deltas) - 1 and plan.finish_on_last
             finish = plan.finish if last else None
             await stream.event(chunk(text, ids, finish, None))
@@ -529,6 +546,10 @@ class VLLMServer:
         if script.hang_after is not None and sent >= script.hang_after:
             await stream.hang()
             return False
+        if script.pause_after is not None and sent >= script.pause_after and not stream.paused:
+            stream.paused = True
+            if not await stream.sleep(script.pause):
+                return False
         if script.inband_error_after is not None and sent >= script.inband_error_after:
             error = script.inband_error or _error(
                 "allowed_token_ids contains out-of-vocab token id! "

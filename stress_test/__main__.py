@@ -1,0 +1,3 @@
+from stress_test.cli import main
+
+raise SystemExit(main())
