@@ -85,14 +85,15 @@ async def test_burst_runs_every_request_within_its_concurrency(
 async def test_a_mid_stream_pause_is_a_stall_of_about_its_length(
     client: GatewayClient, vllm: VLLMServer
 ) -> None:
-    # The first chunk (1 frame, 85 ms) leaves once 4 frames are in; then the backend stops.
+    # The first chunk (the 2-frame start-up buffer, 171 ms) leaves once 5 frames are in;
+    # then the backend stops.
     pause = 1.0
-    vllm.push(Script(frames=FRAMES, pause_after=4 * 7, pause=pause))
+    vllm.push(Script(frames=FRAMES, pause_after=5 * 7, pause=pause))
     (result,) = await run_burst(client)
     assert result.ok, result.message
     assert result.stall_count >= 1
     longest = max(end - start for start, end in result.stalls)
-    assert longest == pytest.approx(pause - FRAME_SECONDS, abs=0.3)
+    assert longest == pytest.approx(pause - 2 * FRAME_SECONDS, abs=0.3)
     assert result.largest_gap is not None and result.largest_gap >= pause - 0.1
     assert result.audio_seconds == pytest.approx(FRAMES * FRAME_SECONDS)
 
