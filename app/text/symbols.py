@@ -74,4 +74,6 @@ def speak_symbols_after(text: str) -> str:
     """Symbols to speak once the numbers are words, then drop the unspeakable ones."""
     for pattern, words in _AFTER:
         text = pattern.sub(words, text)
+    if text.isascii():  # "^" and "`", ASCII's only such symbols, went in the first pass
+        return text
     return "".join(ch for ch in text if unicodedata.category(ch) not in _UNSPOKEN_CATEGORIES)
