@@ -41,8 +41,8 @@ _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+(?=[.,;:!?)\]])")
 
 def normalize_text(text: str) -> str:
     """`text` as it should be spoken (see the module doc); blank text gives ""."""
-    # re.split with one group: even items are text, odd items the tag names. The rules
-    # run once per stretch between tags, not per paragraph: a 500-item list stays cheap.
+    # re.split with one group: even items are text, odd items the tag names. Tags are
+    # never handed to the rules, so no rule can rewrite or remove one.
     runs = EMOTION_TAG.split(strip_markdown(_visible(text)))
     spoken = "".join(
         f" <{run.lower()}> " if i % 2 else _normalize_run(run) for i, run in enumerate(runs)
