@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(default=4096, ge=1)
     max_instructions_chars: int = Field(default=4096, ge=0)
 
+    # --- text front-end (app/text, docs/text.md) ---
+    normalize_text: bool = True
+    # About 12-14 s of speech at 14-16 characters per second: inside one generation's
+    # 2048-token budget even for slow speech (docs/text.md).
+    segment_max_chars: int = Field(default=200, ge=20, le=4096)
+    segment_first_max_chars: int = Field(default=100, ge=10, le=4096)
+
     # --- codec ---
     snac_model: str = "hubertsiuzdak/snac_24khz"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -163,6 +170,8 @@ class Settings(BaseSettings):
             raise ValueError(f"VOICE_ALIASES map to voices not in SPEAKERS: {unknown}")
         if self.chunk_first_frames > self.chunk_max_frames:
             raise ValueError("CHUNK_FIRST_FRAMES must not exceed CHUNK_MAX_FRAMES")
+        if self.segment_first_max_chars > self.segment_max_chars:
+            raise ValueError("SEGMENT_FIRST_MAX_CHARS must not exceed SEGMENT_MAX_CHARS")
         return self
 
     @property

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, saved_voices, speech, vc, voices
+from app.api import health, metrics, normalize, saved_voices, speech, vc, voices
 from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
 from app.api.errors import install_error_handlers
 from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(voices.router)
     app.include_router(vc.router)
     app.include_router(saved_voices.router)
+    app.include_router(normalize.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

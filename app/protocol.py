@@ -154,3 +154,20 @@ class SpeakerList(BaseModel):
     object: Literal["list"] = "list"
     default: str
     data: list[Speaker]
+
+
+class NormalizeRequest(BaseModel):
+    """`POST /v1/audio/normalize`: what the text front-end makes of an input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(description="Text as it would be sent to /v1/audio/speech.")
+    normalize: bool = Field(
+        default=True, description="false: segment the text as written (NORMALIZE_TEXT=false too)"
+    )
+
+
+class NormalizeResponse(BaseModel):
+    input: str
+    normalized: str = Field(description="The text to be spoken.")
+    segments: list[str] = Field(description="One generation each, in order; the first is short.")

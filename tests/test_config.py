@@ -34,6 +34,9 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DEFAULT_SPEAKER", "nobody"),
         ("DEFAULT_REPETITION_PENALTY", "0.5"),
         ("VOICE_ALIASES", "alloy=nobody"),
+        ("NORMALIZE_TEXT", "maybe"),
+        ("SEGMENT_MAX_CHARS", "5"),
+        ("SEGMENT_FIRST_MAX_CHARS", "300"),
     ],
 )
 def test_invalid_settings_name_the_variable(
