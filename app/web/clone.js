@@ -179,7 +179,9 @@ export function initClone() {
     title.textContent = voice.name;
     const detail = document.createElement("span");
     detail.className = "hint";
-    detail.textContent = ` ${voice.id} · ${voice.reference_seconds.toFixed(1)} s · “${voice.reference_text}”`;
+    const parts = [voice.id, `${voice.reference_seconds.toFixed(1)} s`, `“${voice.reference_text}”`];
+    if (voice.description) parts.splice(1, 0, voice.description);
+    detail.textContent = ` ${parts.join(" · ")}`;
     text.append(title, detail);
     const button = document.createElement("button");
     button.type = "button";
