@@ -138,6 +138,7 @@ def test_clone_upload_previews_and_saves_a_voice(web: PageRecord, tmp_path: Path
     expect(page.locator("#clone-clip")).to_contain_text("me.wav")
     page.fill("#clone-transcript", "A rising tone, spoken slowly.")
     page.fill("#clone-max-tokens", "140")
+    page.fill("#clone-seed", SEED)  # unseeded, the random model may end before one frame
     page.click("#clone-preview")
     expect(page.locator("#view-clone")).to_have_attribute("data-state", "previewed")
     expect(page.locator("#clone-preview-audio")).to_have_attribute("src", re.compile("^blob:"))
@@ -170,6 +171,7 @@ def test_a_recording_from_the_microphone_is_a_reference(web: PageRecord) -> None
     expect(page.locator("#clone-clip")).to_contain_text("recording.webm")
     page.fill("#clone-transcript", "Beep, beep, beep.")
     page.fill("#clone-max-tokens", "70")
+    page.fill("#clone-seed", SEED)
     page.click("#clone-preview")
     expect(page.locator("#view-clone")).to_have_attribute("data-state", "previewed")
     assert not web.errors
@@ -192,9 +194,10 @@ def test_the_stress_panel_completes_a_small_run(web: PageRecord, tmp_path: Path)
     }
     assert sum(outcomes.values()) == 6
     assert outcomes.get("ok", 0) >= 1, outcomes
-    # Only two streams are admitted at once: the rest are refused, by cause.
-    assert set(outcomes) <= {"ok", "503 too_many_streams"}, outcomes
-    assert all("status of 503" in error for error in web.errors), web.errors
+    # Only two streams are admitted at once: the rest are refused, by cause. The
+    # random-weight model, sampled without a seed, now and then ends before one frame.
+    assert set(outcomes) <= {"ok", "503 too_many_streams", "502 no_audio"}, outcomes
+    assert all(re.search("status of 50[23]", error) for error in web.errors), web.errors
     ttfa_p50 = page.locator("#stress-percentiles tbody tr").nth(0).locator("td").nth(0)
     assert float(ttfa_p50.text_content() or "nan") > 0
     gauges = page.locator("#stress-gauges tbody tr[data-key=tts_active_streams] td")
