@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
 from tests.support.demo import running_demo
+from tests.support.gateway import running_gateway
+from tests.support.vllm_server import Script, VLLMServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -62,6 +65,23 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {"API_KEYS": API_KEY, "MAX_CONCURRENT_STREAMS": str(MAX_CONCURRENT_STREAMS)}
     with running_demo(root, **env) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def open_gateway(tiny_snac_dir: Path) -> Iterator[str]:
+    """A gateway without keys or demo models, fed at about real-time pace (82 tokens/s)."""
+    with VLLMServer(frames=30) as backend:
+        backend.default_script = lambda body: Script(delay=0.012)
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            tts_api=backend.url,
+            model_name="tinyorpheus",
+            snac_model=str(tiny_snac_dir),
+            device="cpu",
+            snac_noise=False,
+        )
+        with running_gateway(settings) as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +145,11 @@ def new_page(browser: Browser, base: str, **context_options: object) -> Iterator
 @pytest.fixture
 def web(browser: Browser, demo_gateway: str) -> Iterator[PageRecord]:
     yield from new_page(browser, demo_gateway)
+
+
+@pytest.fixture
+def open_web(browser: Browser, open_gateway: str) -> Iterator[PageRecord]:
+    yield from new_page(browser, open_gateway)
 
 
 @pytest.fixture

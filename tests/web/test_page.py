@@ -53,6 +53,19 @@ def test_page_loads_from_the_gateway_alone_without_console_errors(web: PageRecor
     assert not web.errors
 
 
+def test_an_open_gateway_needs_no_key_and_shows_no_demo_banner(open_web: PageRecord) -> None:
+    open_web.open(key=None)
+    page = open_web.page
+    expect(page.locator("#speak-voice")).to_have_value("tara")
+    expect(page.locator("#demo-banner")).to_be_hidden()
+    expect(page.locator("#key-state")).to_have_text("")
+    speak(open_web)
+    # 30 frames of 2048 samples at 24 kHz, streamed at about real-time pace.
+    assert number(page, "#stat-audio") == pytest.approx(30 * 2048 / 24_000, abs=1e-3)
+    assert number(page, "#stat-playing") < number(page, "#stat-elapsed") - 1.0
+    assert not open_web.errors
+
+
 def test_speaking_plays_audio_while_it_streams(web: PageRecord, tmp_path: Path) -> None:
     web.open()
     speak(web)
