@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     max_concurrent_streams: int = Field(default=64, ge=1)
     rate_limit_per_minute: int = Field(default=0, ge=0, description="0 disables rate limiting")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    web_ui: bool = Field(default=True, description="Serve the browser page at /")
     sentry_dsn: str | None = None
 
     @field_validator("speakers", "api_keys", "cors_origins", mode="before")

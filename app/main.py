@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, normalize, saved_voices, speech, vc, voices
+from app.api import health, metrics, normalize, saved_voices, speech, vc, voices, web
 from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
 from app.api.errors import install_error_handlers
 from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
@@ -171,6 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(normalize.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    if settings.web_ui:
+        app.include_router(web.build_router())
     return app
 
 
@@ -181,7 +183,9 @@ def _install_protection(app: FastAPI, settings: Settings) -> None:
     gateway_metrics.active_streams.set_function(lambda: slots.in_use)
     app.state.metrics = gateway_metrics
     app.state.stream_slots = slots
-    public = () if settings.protect_health else HEALTH_PATHS
+    public: tuple[str, ...] = () if settings.protect_health else HEALTH_PATHS
+    if settings.web_ui and not settings.protect_health:
+        public = (*public, *web.public_paths())
     public_paths = (*public, "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
     # Added innermost first: request context wraps CORS wraps auth wraps the rate limit.
     if settings.rate_limit_per_minute:

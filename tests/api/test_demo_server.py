@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
@@ -16,59 +10,15 @@ import pytest
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from tests.support.audio import decode_audio
+from tests.support.demo import running_demo
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("demo")
-    port = free_port()
-    env = {
-        **os.environ,
-        "CACHE_DIR": str(root / "cache"),
-        "DATA_DIR": str(root / "data"),
-        "TORCH_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env.pop("TTS_API", None)
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--demo", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("demo server exited:\n" + (root / "server.log").read_text()[-3000:])
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("demo server not ready in 240 s")
-            time.sleep(0.5)
+    with running_demo(tmp_path_factory.mktemp("demo")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
