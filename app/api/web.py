@@ -17,10 +17,10 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from app.api import deps
+from app.audio.formats import ResponseFormat
 from app.audio.pcm import SAMPLE_RATE
 from app.config import Settings
 from app.errors import NotFound
-from app.audio.formats import ResponseFormat
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 INDEX = "index.html"
