@@ -10,14 +10,14 @@ demo's, the sample rate of `pcm`, the sampling defaults).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from app.api import deps
-from app.audio.formats import ResponseFormat
+from app.audio.formats import FORMATS
 from app.audio.pcm import SAMPLE_RATE
 from app.config import Settings
 from app.errors import NotFound
@@ -96,7 +96,7 @@ def build_router() -> APIRouter:
             demo=settings.tts_demo,
             api_key_required=bool(settings.api_keys or settings.api_keys_file),
             sample_rate=SAMPLE_RATE,
-            formats=list(get_args(ResponseFormat)),
+            formats=list(FORMATS),
             max_input_chars=settings.max_input_chars,
             defaults=Defaults(
                 temperature=settings.default_temperature,
