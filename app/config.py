@@ -105,6 +105,10 @@ class Settings(BaseSettings):
 
     # --- storage / cloning ---
     data_dir: Path = Path("data")
+    voice_store_url: str | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://...; unset: SQLite under DATA_DIR.",
+    )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0.1)
     max_reference_seconds: float = Field(default=30.0, ge=1.0)
@@ -136,11 +140,20 @@ class Settings(BaseSettings):
             return {alias.strip(): voice.strip() for alias, voice in pairs}
         return value
 
-    @field_validator("tts_api", "sentry_dsn", "tts_api_key", mode="before")
+    @field_validator("tts_api", "sentry_dsn", "tts_api_key", "voice_store_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("voice_store_url")
+    @classmethod
+    def _store_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise ValueError("expected sqlite:///path or postgresql://user:pass@host/db")
         return value
 
     @model_validator(mode="after")

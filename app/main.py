@@ -24,7 +24,7 @@ from app.engine.base import EngineLoadError, TokenEngine
 from app.service.jobs import JobFactory
 from app.service.prompts import OrpheusAdapter
 from app.service.speech import PipelineConfig, SpeechPipeline
-from app.service.voice_store import VoiceStore
+from app.service.voice_store import open_voice_store
 from app.service.voices import VoiceCatalog
 
 log = logging.getLogger("app")
@@ -129,8 +129,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.decoder = decoder
     app.state.engine = engine
     app.state.pipeline = SpeechPipeline(engine, decoder, _pipeline_config(settings))
-    # Opened on first use: a gateway that never saves a voice writes no file.
-    app.state.voice_store = store = VoiceStore(settings.data_dir / "voices.sqlite3")
+    # SQLite: a gateway that never saves a voice writes no file. Either store brings an
+    # existing schema up to date now, so a replica never serves from an old one.
+    try:
+        store = open_voice_store(settings.voice_store_url, settings.data_dir)
+        try:
+            await asyncio.to_thread(store.migrate)
+        except BaseException:
+            store.close()
+            raise
+    except BaseException as exc:
+        _startup_failed(exc)
+        await engine.aclose()
+        await asyncio.to_thread(decoder.close)
+        raise
+    app.state.voice_store = store
     app.state.jobs = JobFactory(
         settings,
         VoiceCatalog(settings.speakers, settings.voice_aliases, settings.default_speaker),
@@ -143,7 +156,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await engine.aclose()
         await asyncio.to_thread(decoder.close)
-        store.close()
+        await asyncio.to_thread(store.close)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
