@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     backend_connect_timeout: float = Field(default=5.0, gt=0)
     first_token_timeout: float = Field(default=30.0, gt=0)
     inter_token_timeout: float = Field(default=10.0, gt=0)
+    backend_failure_threshold: int = Field(default=3, ge=1)
+    backend_backoff_seconds: float = Field(default=1.0, gt=0)
+    backend_max_backoff_seconds: float = Field(default=30.0, gt=0)
     invalid_token_policy: Literal["resync", "fail"] = "resync"
     max_invalid_tokens: int = Field(default=70, ge=0)
 
@@ -173,6 +176,8 @@ class Settings(BaseSettings):
         unknown = {a: v for a, v in self.voice_aliases.items() if v not in self.speakers}
         if unknown:
             raise ValueError(f"VOICE_ALIASES map to voices not in SPEAKERS: {unknown}")
+        if self.backend_backoff_seconds > self.backend_max_backoff_seconds:
+            raise ValueError("BACKEND_BACKOFF_SECONDS must not exceed BACKEND_MAX_BACKOFF_SECONDS")
         if self.chunk_first_frames > self.chunk_max_frames:
             raise ValueError("CHUNK_FIRST_FRAMES must not exceed CHUNK_MAX_FRAMES")
         return self

@@ -48,6 +48,7 @@ def _model_sources(settings: Settings) -> ModelSources:
 async def _build_engine(settings: Settings, sources: ModelSources) -> TokenEngine:
     if settings.backend_urls and not settings.tts_demo:
         from app.engine.http import HttpCompletionsEngine
+        from app.engine.replicas import BreakerPolicy
 
         return HttpCompletionsEngine(
             settings.backend_urls,
@@ -56,6 +57,11 @@ async def _build_engine(settings: Settings, sources: ModelSources) -> TokenEngin
             connect_timeout=settings.backend_connect_timeout,
             first_token_timeout=settings.first_token_timeout,
             inter_token_timeout=settings.inter_token_timeout,
+            breaker=BreakerPolicy(
+                failures=settings.backend_failure_threshold,
+                backoff=settings.backend_backoff_seconds,
+                max_backoff=settings.backend_max_backoff_seconds,
+            ),
         )
     from app.engine.local import LocalEngine
 

@@ -1,9 +1,12 @@
 """Token engine over OpenAI-compatible `/v1/completions` streaming (vLLM first).
 
 One pooled `httpx.AsyncClient` serves every replica. Each request goes to the
-least busy replica and fails over when a replica cannot be reached; once a
-replica answers, its answer (or error) is final. Every wait has a deadline, and
-closing the stream closes the HTTP response so the backend stops generating.
+least busy replica in rotation (app/engine/replicas.py: a circuit breaker per
+replica). A refusal or reset before the first token is retried on another
+replica, or the same one after a short back-off, until the first-token deadline:
+nothing has been generated yet. Once tokens flow, a replica's answer (or error)
+is final. Every wait has a deadline, and closing the stream closes the HTTP
+response so the backend stops generating.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
 
 from app.engine.base import FinishReason, GenerationParams, Prompt, TokenBatch
+from app.engine.replicas import BreakerPolicy, Replica, ReplicaHealth, ReplicaSet
 from app.engine.sse import SSEError, SSEParser
 from app.engine.token_text import TokenTextParser
 from app.errors import (
@@ -114,10 +118,13 @@ def _inband_error(error: Any, model: str) -> GatewayError:
     return _status_error(status, message, param, model)
 
 
-class _Replica:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.in_flight = 0
+class _Dropped(BackendError):
+    """The connection failed after the answer's headers; `early`: before the first token."""
+
+    def __init__(self, message: str, replica: Replica, *, early: bool) -> None:
+        super().__init__(message)
+        self.replica = replica
+        self.early = early
 
 
 class _EventReader:
@@ -159,18 +166,18 @@ class HttpCompletionsEngine:
         connect_timeout: float,
         first_token_timeout: float,
         inter_token_timeout: float,
+        breaker: BreakerPolicy | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         urls = [_normalize_base(url) for url in base_urls if url.strip()]
         if not urls:
             raise ValueError("HttpCompletionsEngine needs at least one base URL")
         self.model = model
-        self._replicas = [_Replica(url) for url in urls]
+        self.replicas = ReplicaSet(urls, breaker or BreakerPolicy(), self._replica_ready)
         self._api_key = api_key
         self._connect_timeout = connect_timeout
         self._first_token_timeout = first_token_timeout
         self._inter_token_timeout = inter_token_timeout
-        self._next = 0
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             # Reads are bounded by our own first-token / inter-token deadlines.
@@ -185,9 +192,13 @@ class HttpCompletionsEngine:
     @property
     def in_flight(self) -> dict[str, int]:
         """Open streams per replica base URL."""
-        return {replica.url: replica.in_flight for replica in self._replicas}
+        return {replica.url: replica.in_flight for replica in self.replicas.replicas}
+
+    def replica_health(self) -> list[ReplicaHealth]:
+        return self.replicas.health()
 
     async def aclose(self) -> None:
+        await self.replicas.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -224,67 +235,106 @@ class HttpCompletionsEngine:
             return {"Authorization": f"Bearer {self._api_key}"}
         return {}
 
-    def _route(self) -> list[_Replica]:
-        """Replicas to try in order: fewest open streams first, round-robin on ties."""
-        count = len(self._replicas)
-        start = self._next
-        self._next = (self._next + 1) % count
-        order = sorted(
-            range(count), key=lambda i: (self._replicas[i].in_flight, (i - start) % count)
+    @asynccontextmanager
+    async def _open(
+        self, body: dict[str, Any], deadline: float
+    ) -> AsyncIterator[tuple[Replica, httpx.Response]]:
+        """An answered response from a replica in rotation, retrying refusals and resets
+        until `deadline`; counts it in flight."""
+        failures: dict[str, str] = {}
+        attempt = 0
+        while True:
+            for replica in self.replicas.route():
+                async with self._send_to(replica, body, deadline, failures) as response:
+                    if response is not None:
+                        yield replica, response
+                        return
+            if not await self.replicas.wait_to_retry(attempt, deadline):
+                break
+            attempt += 1
+        reasons = "; ".join(f"{url}: {why}" for url, why in failures.items())
+        retry = self.replicas.retry_after()
+        raise BackendUnavailable(
+            "no token backend reachable: " + (reasons or "every replica is out of rotation"),
+            headers={"Retry-After": str(retry)},
         )
-        return [self._replicas[i] for i in order]
 
     @asynccontextmanager
-    async def _open(self, body: dict[str, Any], deadline: float) -> AsyncIterator[httpx.Response]:
-        """An answered response from the first reachable replica; counts it in flight."""
-        failures: list[str] = []
-        for replica in self._route():
-            request = self._client.build_request(
-                "POST",
-                f"{replica.url}/v1/completions",
-                json=body,
-                headers=self._headers(),
-                # Bounds an abandoned send (see _send_detached); live reads have our deadlines.
-                timeout=httpx.Timeout(
-                    self._connect_timeout,
-                    read=max(self._first_token_timeout, self._inter_token_timeout) + 1.0,
-                ),
-            )
-            replica.in_flight += 1
+    async def _send_to(
+        self, replica: Replica, body: dict[str, Any], deadline: float, failures: dict[str, str]
+    ) -> AsyncIterator[httpx.Response | None]:
+        """The replica's answer, or None (failure recorded) when it could not be reached."""
+        request = self._client.build_request(
+            "POST",
+            f"{replica.url}/v1/completions",
+            json=body,
+            headers=self._headers(),
+            # Bounds an abandoned send (see _send_detached); live reads have our deadlines.
+            timeout=httpx.Timeout(
+                self._connect_timeout,
+                read=max(self._first_token_timeout, self._inter_token_timeout) + 1.0,
+            ),
+        )
+        replica.in_flight += 1
+        try:
             try:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        response = await self._send_detached(request)
-                except _UNREACHABLE as exc:
-                    failures.append(f"{replica.url}: {_describe(exc)}")
-                    continue
-                except (TimeoutError, httpx.TimeoutException):
-                    raise BackendTimeout(
-                        f"token backend {replica.url} did not answer within "
-                        f"{self._first_token_timeout:g} s"
-                    ) from None
-                except httpx.TransportError as exc:
-                    raise BackendError(
-                        f"token backend {replica.url} request failed: {_describe(exc)}"
-                    ) from exc
-                try:
-                    yield response
-                finally:
-                    # Closing mid-stream drops the connection: the backend sees the client leave.
-                    await response.aclose()
+                async with asyncio.timeout_at(deadline):
+                    response = await self._send_detached(request)
+            except _UNREACHABLE as exc:
+                failures[replica.url] = _describe(exc)
+                self.replicas.failed(replica, failures[replica.url])
+                yield None
                 return
+            except (TimeoutError, httpx.TimeoutException):
+                raise BackendTimeout(
+                    f"token backend {replica.url} did not answer within "
+                    f"{self._first_token_timeout:g} s"
+                ) from None
+            except httpx.TransportError as exc:
+                raise BackendError(
+                    f"token backend {replica.url} request failed: {_describe(exc)}"
+                ) from exc
+            answered = response.status_code < 500
+            if answered:
+                self.replicas.succeeded(replica)
+                replica.serving += 1
+            else:
+                self.replicas.failed(replica, f"HTTP {response.status_code}")
+            try:
+                yield response
             finally:
-                replica.in_flight -= 1
-        raise BackendUnavailable("no token backend reachable: " + "; ".join(failures))
+                if answered:
+                    replica.serving -= 1
+                # Closing mid-stream drops the connection: the backend sees the client leave.
+                await response.aclose()
+        finally:
+            replica.in_flight -= 1
 
     async def stream(
         self, prompt: Prompt, params: GenerationParams
     ) -> AsyncGenerator[TokenBatch, None]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._first_token_timeout
+        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
         body = completion_request_body(self.model, prompt, params)
+        attempt = 0
+        while True:
+            try:
+                async with aclosing(self._attempt(body, params, deadline)) as batches:
+                    async for batch in batches:
+                        yield batch
+                return
+            except _Dropped as exc:
+                self.replicas.failed(exc.replica, exc.message)
+                # Before the first token nothing was generated for the client: try again.
+                if not exc.early or not await self.replicas.wait_to_retry(attempt, deadline):
+                    raise
+                attempt += 1
+
+    async def _attempt(
+        self, body: dict[str, Any], params: GenerationParams, deadline: float
+    ) -> AsyncGenerator[TokenBatch, None]:
+        loop = asyncio.get_running_loop()
         stop_ids = frozenset(params.stop_token_ids)
-        async with self._open(body, deadline) as response:
+        async with self._open(body, deadline) as (replica, response):
             if response.status_code >= 400:
                 raise await self._http_error(response, deadline)
             reader = _EventReader(response)
@@ -293,7 +343,14 @@ class HttpCompletionsEngine:
             while True:
                 if got_token:
                     deadline = loop.time() + self._inter_token_timeout
-                data = await self._read(reader, deadline, got_token)
+                try:
+                    data = await self._read(reader, deadline, got_token)
+                except httpx.TransportError as exc:
+                    raise _Dropped(
+                        f"token backend connection dropped mid-stream: {_describe(exc)}",
+                        replica,
+                        early=not got_token,
+                    ) from exc
                 if data is None or data.strip() == "[DONE]":
                     break
                 ids, finish = self._decode(data, text)
@@ -323,10 +380,6 @@ class HttpCompletionsEngine:
             raise BackendTimeout(
                 f"token backend sent no token within {self._first_token_timeout:g} s"
             ) from None
-        except httpx.TransportError as exc:
-            raise BackendError(
-                f"token backend connection dropped mid-stream: {_describe(exc)}"
-            ) from exc
         except SSEError as exc:
             raise BackendError(f"token backend sent a malformed event stream: {exc}") from exc
 
@@ -370,8 +423,10 @@ class HttpCompletionsEngine:
         return _status_error(response.status_code, message, param, self.model)
 
     async def ready(self) -> bool:
-        """True if at least one replica lists its models within the connect timeout."""
-        tasks = [asyncio.create_task(self._replica_ready(r.url)) for r in self._replicas]
+        """True if at least one replica in rotation lists its models within the connect
+        timeout (one whose circuit is open is not asked: it is not taking requests)."""
+        urls = [r.url for r in self.replicas.replicas if r.state == "closed"]
+        tasks = [asyncio.create_task(self._replica_ready(url)) for url in urls]
         try:
             for next_done in asyncio.as_completed(tasks, timeout=self._connect_timeout):
                 if await next_done:
