@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workers: int = Field(default=1, ge=1, le=64)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        description="prometheus-client's multiprocess directory; set by `python -m app` "
+        "when WORKERS > 1.",
+    )
 
     # --- token backend ---
     tts_api: str | None = Field(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.api import health, metrics, saved_voices, speech, vc, voices
 from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
+from app.api.draining import Drain, install_sigterm_drain
 from app.api.errors import install_error_handlers
 from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
 from app.api.metrics import GatewayMetrics
@@ -134,6 +135,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     app.state.decoder = decoder
     app.state.engine = engine
+    _watch_engine(app.state.metrics, engine)
     app.state.pipeline = SpeechPipeline(engine, decoder, _pipeline_config(settings))
     # SQLite: a gateway that never saves a voice writes no file. Either store brings an
     # existing schema up to date now, so a replica never serves from an old one.
@@ -157,12 +159,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store,
     )
     log.info("gateway ready: engine=%s codec=%s", engine.name, codec.device)
+    metrics: GatewayMetrics = app.state.metrics
+    publisher = None
+    if metrics.multiprocess_dir is not None:
+        publisher = asyncio.create_task(metrics.publish())
+    uninstall = install_sigterm_drain(app.state.drain)
     try:
         yield
     finally:
+        if uninstall is not None:
+            uninstall()
+        if publisher is not None:
+            publisher.cancel()
         await engine.aclose()
         await asyncio.to_thread(decoder.close)
         await asyncio.to_thread(store.close)
+        metrics.close()
+
+
+def _watch_engine(metrics: GatewayMetrics, engine: TokenEngine) -> None:
+    from app.engine.http import HttpCompletionsEngine
+
+    if isinstance(engine, HttpCompletionsEngine):
+        metrics.watch_backends(engine.replica_health, lambda: engine.replicas.retries)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -187,11 +206,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _install_protection(app: FastAPI, settings: Settings) -> None:
     """Metrics, request ids, CORS, API keys, rate limits and stream admission."""
-    gateway_metrics = GatewayMetrics()
+    gateway_metrics = GatewayMetrics(settings.prometheus_multiproc_dir)
     slots = StreamSlots(settings.max_concurrent_streams)
-    gateway_metrics.active_streams.set_function(lambda: slots.in_use)
+    gateway_metrics.track(gateway_metrics.active_streams, lambda: slots.in_use)
     app.state.metrics = gateway_metrics
     app.state.stream_slots = slots
+    app.state.drain = Drain(settings.shutdown_grace_seconds, lambda: slots.in_use)
     public = () if settings.protect_health else HEALTH_PATHS
     public_paths = (*public, "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
     # Added innermost first: request context wraps CORS wraps auth wraps the rate limit.

@@ -19,6 +19,7 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from app.api.draining import drain_of
 from app.api.limits import Slot, stream_slots
 from app.api.metrics import GatewayMetrics, error_cause, metrics_of
 from app.service.speech import SpeechStream
@@ -109,6 +110,10 @@ class GuardedStreamingResponse(StreamingResponse):
 
 
 def admit(request: Request) -> StreamLease:
-    """Take a stream slot before any backend work; 503 with `Retry-After` when none is free."""
+    """Take a stream slot before any backend work; 503 with `Retry-After` when none is free,
+    or when the gateway is shutting down."""
+    drain = drain_of(request)
+    if drain is not None:
+        drain.refuse_if_draining()
     slot = stream_slots(request).acquire()
     return StreamLease(slot, metrics_of(request), request.scope)
