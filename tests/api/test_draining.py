@@ -59,8 +59,9 @@ class LiveStream:
         assert not self.thread.is_alive(), "the stream did not end"
 
 
-def test_sigterm_drains_live_streams_then_exits(backend: VLLMServer, tmp_path: Path,
-                                               tiny_snac_dir: Path) -> None:  # fmt: skip
+def test_sigterm_drains_live_streams_then_exits(
+    backend: VLLMServer, tmp_path: Path, tiny_snac_dir: Path
+) -> None:
     frames = 24  # about 2 s of paced generation
     backend.default_script = lambda body: Script(frames=frames, delay=1 / 82)
     env = backend_env(backend.url, tiny_snac_dir, tmp_path, SHUTDOWN_GRACE_SECONDS="20")
@@ -81,8 +82,9 @@ def test_sigterm_drains_live_streams_then_exits(backend: VLLMServer, tmp_path: P
         assert backend.completions[0].completed
 
 
-def test_streams_past_the_grace_period_are_aborted_cleanly(backend: VLLMServer, tmp_path: Path,
-                                                           tiny_snac_dir: Path) -> None:  # fmt: skip
+def test_streams_past_the_grace_period_are_aborted_cleanly(
+    backend: VLLMServer, tmp_path: Path, tiny_snac_dir: Path
+) -> None:
     backend.default_script = lambda body: Script(frames=400, delay=1 / 82)  # ~34 s
     env = backend_env(backend.url, tiny_snac_dir, tmp_path, SHUTDOWN_GRACE_SECONDS="1")
     with GatewayProcess(env, tmp_path / "gateway.log") as gateway:
