@@ -75,10 +75,15 @@ class Drain:
         try:
             while True:
                 step = asyncio.ensure_future(anext(source))
-                await asyncio.wait((step, aborted), return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    step.cancel()
-                    await asyncio.gather(step, return_exceptions=True)
+                try:
+                    await asyncio.wait((step, aborted), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    # Aborted, or cancelled ourselves (the client left): the step must be
+                    # over before anyone closes `source`, which it may be running.
+                    if not step.done():
+                        step.cancel()
+                        await asyncio.gather(step, return_exceptions=True)
+                if not step.done() or step.cancelled():
                     raise ShuttingDown(
                         f"The gateway shut down before the stream ended "
                         f"(SHUTDOWN_GRACE_SECONDS={self.grace:g})."
