@@ -318,3 +318,12 @@ def test_the_probe_paths_answer_on_a_live_gateway(tmp_path: Path) -> None:
             assert {path: httpx.get(url + path, timeout=10).status_code for path in paths} == {
                 path: 200 for path in paths
             }
+
+
+def test_kubernetes_examples_in_the_docs_follow_the_schemas() -> None:
+    text = (ROOT / "docs" / "deployment.md").read_text("utf-8")
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    examples = [b for b in blocks if isinstance(b, dict) and "apiVersion" in b and "kind" in b]
+    assert examples
+    for example in examples:
+        assert schema_errors(example) == []
