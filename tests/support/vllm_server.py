@@ -209,8 +209,10 @@ class VLLMServer:
         frames: int = 12,
         max_model_len: int = 2048,
         api_key: str | None = None,
+        port: int = 0,
     ) -> None:
         self.model = model
+        self._requested_port = port
         self.max_model_len = max_model_len
         self._defaults = (frames, api_key)
         self.frames = frames
@@ -244,7 +246,7 @@ class VLLMServer:
     def start(self) -> Self:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self._requested_port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
