@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 # Before torch loads: OpenMP's default busy-waiting makes torch threads spin against
 # the event loop and the decoder thread; on small machines a window decode then took
@@ -16,6 +17,8 @@ import uvicorn
 from app.api.logs import configure_logging
 from app.config import SettingsError, load_settings
 from app.main import create_app
+
+_LEFTOVER_SECONDS = 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,14 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     # uvicorn's own loggers propagate to the JSON handler; the app logs access lines.
     # A failed start-up (e.g. a model that cannot load) makes uvicorn exit with code 3.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": None,
+        "access_log": False,
+        # Streams are drained by the app before uvicorn shuts down (app/api/draining.py):
+        # this bounds only what is left, such as an upload still arriving.
+        "timeout_graceful_shutdown": _LEFTOVER_SECONDS,
+    }
+    if settings.workers > 1:
+        from app.workers import serve_workers
+
+        return serve_workers(settings, **options)
+    uvicorn.run(create_app(settings), **options)
     return 0
 
 

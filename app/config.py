@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workers: int = Field(default=1, ge=1, le=64)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        description="prometheus-client's multiprocess directory; set by `python -m app` "
+        "when WORKERS > 1.",
+    )
 
     # --- token backend ---
     tts_api: str | None = Field(
@@ -64,6 +71,9 @@ class Settings(BaseSettings):
     backend_connect_timeout: float = Field(default=5.0, gt=0)
     first_token_timeout: float = Field(default=30.0, gt=0)
     inter_token_timeout: float = Field(default=10.0, gt=0)
+    backend_failure_threshold: int = Field(default=3, ge=1)
+    backend_backoff_seconds: float = Field(default=1.0, gt=0)
+    backend_max_backoff_seconds: float = Field(default=30.0, gt=0)
     invalid_token_policy: Literal["resync", "fail"] = "resync"
     max_invalid_tokens: int = Field(default=70, ge=0)
 
@@ -113,6 +123,10 @@ class Settings(BaseSettings):
 
     # --- storage / cloning ---
     data_dir: Path = Path("data")
+    voice_store_url: str | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://...; unset: SQLite under DATA_DIR.",
+    )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0.1)
     max_reference_seconds: float = Field(default=30.0, ge=1.0)
@@ -145,11 +159,20 @@ class Settings(BaseSettings):
             return {alias.strip(): voice.strip() for alias, voice in pairs}
         return value
 
-    @field_validator("tts_api", "sentry_dsn", "tts_api_key", mode="before")
+    @field_validator("tts_api", "sentry_dsn", "tts_api_key", "voice_store_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("voice_store_url")
+    @classmethod
+    def _store_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise ValueError("expected sqlite:///path or postgresql://user:pass@host/db")
         return value
 
     @model_validator(mode="after")
@@ -169,6 +192,8 @@ class Settings(BaseSettings):
         unknown = {a: v for a, v in self.voice_aliases.items() if v not in self.speakers}
         if unknown:
             raise ValueError(f"VOICE_ALIASES map to voices not in SPEAKERS: {unknown}")
+        if self.backend_backoff_seconds > self.backend_max_backoff_seconds:
+            raise ValueError("BACKEND_BACKOFF_SECONDS must not exceed BACKEND_MAX_BACKOFF_SECONDS")
         if self.chunk_first_frames > self.chunk_max_frames:
             raise ValueError("CHUNK_FIRST_FRAMES must not exceed CHUNK_MAX_FRAMES")
         if self.segment_first_max_chars > self.segment_max_chars:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.api import health, metrics, normalize, saved_voices, speech, vc, voices, web
 from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
+from app.api.draining import Drain, install_sigterm_drain
 from app.api.errors import install_error_handlers
 from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
 from app.api.metrics import GatewayMetrics
@@ -26,7 +27,7 @@ from app.service.gateway import Gateway
 from app.service.jobs import JobBuilder
 from app.service.prompts import OrpheusAdapter
 from app.service.speech import SpeechPipeline
-from app.service.voice_store import VoiceStore
+from app.service.voice_store import open_voice_store
 from app.service.voices import VoiceCatalog, Voices
 from app.vocab import TOKENS_PER_FRAME
 
@@ -51,6 +52,7 @@ def _model_sources(settings: Settings) -> ModelSources:
 async def _build_engine(settings: Settings, sources: ModelSources) -> TokenEngine:
     if settings.backend_urls and not settings.tts_demo:
         from app.engine.http import HttpCompletionsEngine
+        from app.engine.replicas import BreakerPolicy
 
         return HttpCompletionsEngine(
             settings.backend_urls,
@@ -62,6 +64,11 @@ async def _build_engine(settings: Settings, sources: ModelSources) -> TokenEngin
             # Tokens are of use a frame at a time: wake the pipeline once per frame, not
             # once per token event.
             batch_tokens=TOKENS_PER_FRAME,
+            breaker=BreakerPolicy(
+                failures=settings.backend_failure_threshold,
+                backoff=settings.backend_backoff_seconds,
+                max_backoff=settings.backend_max_backoff_seconds,
+            ),
         )
     from app.engine.local import LocalEngine
 
@@ -133,8 +140,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             _startup_failed(exc)
         await asyncio.to_thread(service.close)
         raise
-    # Opened on first use: a gateway that never saves a voice writes no file.
-    store = VoiceStore(settings.data_dir / "voices.sqlite3")
+    _watch_engine(app.state.metrics, engine)
+    # SQLite: a gateway that never saves a voice writes no file. Either store brings an
+    # existing schema up to date now, so a replica never serves from an old one.
+    try:
+        store = open_voice_store(settings.voice_store_url, settings.data_dir)
+        try:
+            await asyncio.to_thread(store.migrate)
+        except BaseException:
+            store.close()
+            raise
+    except BaseException as exc:
+        _startup_failed(exc)
+        await engine.aclose()
+        await asyncio.to_thread(service.close)
+        raise
     catalog = VoiceCatalog(settings.speakers, settings.voice_aliases, settings.default_speaker)
     app.state.gateway = Gateway(
         settings=settings,
@@ -145,12 +165,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         voices=Voices(catalog, store),
     )
     log.info("gateway ready: engine=%s codec=%s", engine.name, codec.device)
+    metrics: GatewayMetrics = app.state.metrics
+    publisher = None
+    if metrics.multiprocess_dir is not None:
+        publisher = asyncio.create_task(metrics.publish())
+    uninstall = install_sigterm_drain(app.state.drain)
     try:
         yield
     finally:
+        if uninstall is not None:
+            uninstall()
+        if publisher is not None:
+            publisher.cancel()
         await engine.aclose()
         await asyncio.to_thread(service.close)
-        store.close()
+        await asyncio.to_thread(store.close)
+        metrics.close()
+
+
+def _watch_engine(metrics: GatewayMetrics, engine: TokenEngine) -> None:
+    from app.engine.http import HttpCompletionsEngine
+
+    if isinstance(engine, HttpCompletionsEngine):
+        metrics.watch_backends(engine.replica_health, lambda: engine.replicas.retries)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -178,11 +215,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _install_protection(app: FastAPI, settings: Settings) -> None:
     """Metrics, request ids, CORS, API keys, rate limits and stream admission."""
-    gateway_metrics = GatewayMetrics()
+    gateway_metrics = GatewayMetrics(settings.prometheus_multiproc_dir)
     slots = StreamSlots(settings.max_concurrent_streams)
-    gateway_metrics.active_streams.set_function(lambda: slots.in_use)
+    gateway_metrics.track(gateway_metrics.active_streams, lambda: slots.in_use)
     app.state.metrics = gateway_metrics
     app.state.stream_slots = slots
+    app.state.drain = Drain(settings.shutdown_grace_seconds, lambda: slots.in_use)
     public: tuple[str, ...] = () if settings.protect_health else HEALTH_PATHS
     if settings.web_ui and not settings.protect_health:
         public = (*public, *web.public_paths())

@@ -18,6 +18,7 @@ import torch
 
 from app.codec.snac import SnacCodec, load_codec
 from app.demo.random_snac import write_random_snac
+from tests.support.postgres import PostgresServer, postgres_bindir
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,3 +45,19 @@ def tiny_codec(tiny_snac_dir: Path) -> SnacCodec:
 def tiny_noisy_codec(tiny_snac_dir: Path) -> SnacCodec:
     """The tiny SNAC with its noise blocks on, as the published model decodes by default."""
     return load_codec(str(tiny_snac_dir), device="cpu", noise=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the whole session (see tests/support)."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, postgres) on this machine")
+    with PostgresServer(bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of an empty database of its own."""
+    return postgres_server.fresh_database()

@@ -237,6 +237,9 @@ def test_gateway_settings_are_valid_and_published(
     assert gateway["env_file"] == [{"path": ".env", "required": False}]
     mounts = {str(v).split(":")[1] for v in gateway["volumes"]}
     assert {str(settings.data_dir), str(settings.cache_dir)} <= mounts
+    # Time for the SIGTERM drain, the abort of what is left and uvicorn's own shutdown.
+    stop = gateway["stop_grace_period"]
+    assert stop.endswith("s") and float(stop[:-1]) >= settings.shutdown_grace_seconds + 10
 
 
 def test_cpu_compose_serves_the_offline_demo(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from app.errors import Overloaded
 from app.service.gateway import Gateway
 
 if TYPE_CHECKING:  # the API modules below read their state through here
+    from app.api.draining import Drain
     from app.api.limits import StreamSlots
     from app.api.metrics import GatewayMetrics
 
@@ -44,4 +45,10 @@ def metrics(request: Request) -> GatewayMetrics | None:
 
 def stream_slots(request: Request) -> StreamSlots:
     value: StreamSlots = request.app.state.stream_slots
+    return value
+
+
+def drain(request: Request) -> Drain | None:
+    """The shutdown drain (None in an app built without one)."""
+    value: Drain | None = getattr(request.app.state, "drain", None)
     return value

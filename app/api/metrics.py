@@ -2,16 +2,24 @@
 
 Counters and histograms are fed by the request middleware (every request), by
 the speech route when a stream ends (latency, audio, tokens) and by the error
-handlers (errors by cause). Codec figures are read from `CodecService.stats()`
-at scrape time, so the decoder thread never touches Prometheus objects.
+handlers (errors by cause). Figures owned by other threads or layers (codec
+queue and batches, backend replicas, admission slots) are sampled into metrics at
+scrape time, so the codec thread never touches Prometheus objects.
+
+With several worker processes (`WORKERS`, `PROMETHEUS_MULTIPROC_DIR` set) every
+value lives in prometheus-client's per-process files and `/metrics` adds them up
+across the workers, whichever one answers the scrape; each worker also samples
+its own figures once a second (`publish`), so a scrape sees the others' too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -23,62 +31,42 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from app.api import deps
 from app.codec.stats import CodecStats
+from app.engine.replicas import ReplicaHealth
 from app.service.speech import SpeechStream
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 _RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 _TPS_BUCKETS = (10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+PUBLISH_SECONDS = 1.0
 
 
-class _DecoderCollector(Collector):
-    """Batch sizes and queue depth of the shared decoder, read when scraped."""
+class _Totals:
+    """Turns a running total owned elsewhere into increments of a Prometheus counter."""
 
-    def __init__(self, stats: Callable[[], CodecStats]) -> None:
-        self._stats = stats
+    def __init__(self) -> None:
+        self._seen: dict[object, float] = {}
 
-    def collect(self) -> Iterator[Metric]:
-        s = self._stats()
-        depth = GaugeMetricFamily("tts_decode_queue_depth", "Windows waiting for the decoder.")
-        depth.add_metric([], s.queue_depth)
-        yield depth
-        capacity = GaugeMetricFamily("tts_decode_queue_capacity", "Decoder queue size limit.")
-        capacity.add_metric([], s.queue_capacity)
-        yield capacity
-        buckets = [
-            (str(bound), sum(n for size, n in s.batch_size_histogram.items() if size <= bound))
-            for bound in _BATCH_BUCKETS
-        ]
-        buckets.append(("+Inf", s.batches))
-        batch = HistogramMetricFamily(
-            "tts_decode_batch_size", "Windows decoded together per codec call."
-        )
-        batch.add_metric([], buckets, sum_value=s.jobs)
-        yield batch
-        busy = GaugeMetricFamily(
-            "tts_decode_seconds", "Seconds the codec spent decoding since start-up."
-        )
-        busy.add_metric([], s.decode_seconds_total)
-        yield busy
-        rejected = GaugeMetricFamily(
-            "tts_decode_rejected", "Windows refused because the decoder queue was full."
-        )
-        rejected.add_metric([], s.rejected)
-        yield rejected
+    def delta(self, key: object, total: float) -> float:
+        previous = self._seen.get(key, 0.0)
+        self._seen[key] = total
+        return max(0.0, total - previous)
 
 
 class GatewayMetrics:
     """Every metric the gateway exports, in a registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._samplers: list[Callable[[], None]] = []
+        self._totals = _Totals()
         self.requests = Counter(
             "tts_http_requests", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=r,
@@ -112,20 +100,124 @@ class GatewayMetrics:
             "tts_streams", "Syntheses by outcome (ok, error, cancelled).", ["outcome"], registry=r
         )
         self.active_streams = Gauge(
-            "tts_active_streams", "Streams holding an admission slot.", registry=r
-        )
+            "tts_active_streams", "Streams holding an admission slot.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.errors = Counter(
             "tts_errors", "Errors returned to clients, by cause.", ["cause"], registry=r
         )
         self.loop_tasks = Gauge(
             "tts_event_loop_tasks", "Tasks alive on the serving event loop (leak check).",
-            registry=r,
+            registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
-        self.loop_tasks.set_function(_loop_tasks)
-        ProcessCollector(registry=r)  # open fds and resident memory, for leak checks
+        self.track(self.loop_tasks, _loop_tasks)
+        if multiprocess_dir is None:
+            ProcessCollector(registry=r)  # open fds and resident memory, for leak checks
+            self._scraped = r
+        else:
+            self._watch_process()
+            self._scraped = CollectorRegistry()
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                self._scraped, path=str(multiprocess_dir)
+            )
+
+    def track(self, gauge: Gauge, value: Callable[[], float]) -> None:
+        """Set `gauge` from `value()` whenever metrics are sampled."""
+        self._samplers.append(lambda: gauge.set(value()))
+
+    def _watch_process(self) -> None:
+        # ProcessCollector cannot be summed across processes: one series per worker pid.
+        process = ProcessCollector(registry=None)
+        gauges = {
+            name: Gauge(name, doc, registry=self.registry, multiprocess_mode="liveall")
+            for name, doc in (
+                ("process_resident_memory_bytes", "Resident memory of each worker."),
+                ("process_open_fds", "Open file descriptors of each worker."),
+            )
+        }
+
+        def sample() -> None:
+            for family in process.collect():
+                if family.name in gauges:
+                    gauges[family.name].set(family.samples[0].value)
+
+        self._samplers.append(sample)
 
     def watch_codec(self, stats: Callable[[], CodecStats]) -> None:
-        self.registry.register(_DecoderCollector(stats))
+        """Queue depth and batch sizes of the codec service, sampled from its stats."""
+        r = self.registry
+        depth = Gauge("tts_decode_queue_depth", "Windows waiting for the decoder.",
+                      registry=r, multiprocess_mode="livesum")  # fmt: skip
+        capacity = Gauge("tts_decode_queue_capacity", "Decoder queue size limit.",
+                         registry=r, multiprocess_mode="livesum")  # fmt: skip
+        busy = Gauge("tts_decode_seconds", "Seconds the codec spent decoding since start-up.",
+                     registry=r, multiprocess_mode="livesum")  # fmt: skip
+        rejected = Gauge("tts_decode_rejected",
+                         "Windows refused because the decoder queue was full.",
+                         registry=r, multiprocess_mode="livesum")  # fmt: skip
+        batch = Histogram("tts_decode_batch_size", "Windows decoded together per codec call.",
+                          buckets=_BATCH_BUCKETS, registry=r)  # fmt: skip
+
+        def sample() -> None:
+            s = stats()
+            depth.set(s.queue_depth)
+            capacity.set(s.queue_capacity)
+            busy.set(s.decode_seconds_total)
+            rejected.set(s.rejected)
+            for size, count in s.batch_size_histogram.items():
+                for _ in range(int(self._totals.delta(("batch", size), count))):
+                    batch.observe(size)
+
+        self._samplers.append(sample)
+
+    def watch_backends(
+        self, health: Callable[[], list[ReplicaHealth]], retries: Callable[[], int]
+    ) -> None:
+        """Circuit state, load and failures of each token backend replica."""
+        r, labels = self.registry, ["replica"]
+        out = Gauge("tts_backend_replica_out",
+                    "1 while the replica is out of rotation (circuit open); workers add up.",
+                    labels, registry=r, multiprocess_mode="livesum")  # fmt: skip
+        in_flight = Gauge("tts_backend_replica_in_flight", "Requests open to the replica.",
+                          labels, registry=r, multiprocess_mode="livesum")  # fmt: skip
+        failures = Counter("tts_backend_replica_failures",
+                           "Refusals, resets, 5xx answers and dropped streams, by replica.",
+                           labels, registry=r)  # fmt: skip
+        opened = Counter("tts_backend_replica_circuit_opened",
+                         "Times the replica was taken out of rotation.",
+                         labels, registry=r)  # fmt: skip
+        retried = Counter("tts_backend_retries",
+                          "Attempts repeated after a refusal or reset before the first token.",
+                          registry=r)  # fmt: skip
+
+        def sample() -> None:
+            for h in health():
+                out.labels(h.url).set(0 if h.state == "closed" else 1)
+                in_flight.labels(h.url).set(h.in_flight)
+                failures.labels(h.url).inc(
+                    self._totals.delta(("failures", h.url), h.failures_total)
+                )
+                opened.labels(h.url).inc(self._totals.delta(("opened", h.url), h.opened_total))
+            retried.inc(self._totals.delta("retries", retries()))
+
+        self._samplers.append(sample)
+
+    def sample(self) -> None:
+        for sampler in self._samplers:
+            sampler()
+
+    async def publish(self) -> None:
+        """Sample once a second, so other workers' scrapes see this one (multiprocess)."""
+        while True:
+            self.sample()
+            await asyncio.sleep(PUBLISH_SECONDS)
+
+    def close(self) -> None:
+        """A worker leaving removes its live gauges from the sums."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                os.getpid(), str(self.multiprocess_dir)
+            )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -157,7 +249,8 @@ class GatewayMetrics:
                 self.rtf.observe(elapsed / stats.audio_seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self.sample()
+        return generate_latest(self._scraped)
 
 
 def _loop_tasks() -> float:

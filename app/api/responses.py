@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 from fastapi.responses import Response
 
+from app.api import deps
 from app.api.cancellation import ClientDisconnected, unless_disconnected
+from app.api.draining import Drain
 from app.api.streaming import GuardedStreamingResponse, StreamLease, admit
 from app.audio.formats import MEDIA_TYPES
 from app.errors import GatewayError
@@ -50,28 +52,34 @@ async def synthesis_response(
     except BaseException:
         await lease.close()
         raise
+    drain = deps.drain(request)
     if not job.streaming:
         try:
-            return await complete_file(stream)
+            return await complete_file(stream, drain)
         finally:
             await lease.close()
     if stream_format == "sse":
         return GuardedStreamingResponse(
-            sse_events(stream), lease.close, media_type="text/event-stream"
+            sse_events(stream, drain), lease.close, media_type="text/event-stream"
         )
     return GuardedStreamingResponse(
-        audio_bytes(stream),
+        audio_bytes(stream, drain),
         lease.close,
         media_type=MEDIA_TYPES[job.response_format],
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def audio_bytes(stream: SpeechStream) -> AsyncIterator[bytes]:
+def _chunks(stream: SpeechStream, drain: Drain | None) -> AsyncIterator[bytes]:
+    """The stream's bytes; cut short with `ShuttingDown` if a shutdown drain aborts it."""
+    return drain.abortable(aiter(stream)) if drain is not None else aiter(stream)
+
+
+async def audio_bytes(stream: SpeechStream, drain: Drain | None = None) -> AsyncIterator[bytes]:
     # An error after the first bytes propagates: the server aborts the transfer,
     # so the client sees a broken stream rather than a short "successful" file.
     try:
-        async for data in stream:
+        async for data in _chunks(stream, drain):
             yield data
     finally:
         await stream.aclose()
@@ -81,9 +89,9 @@ def _event(payload: str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
-async def sse_events(stream: SpeechStream) -> AsyncIterator[bytes]:
+async def sse_events(stream: SpeechStream, drain: Drain | None = None) -> AsyncIterator[bytes]:
     try:
-        async for data in stream:
+        async for data in _chunks(stream, drain):
             yield _event(AudioDeltaEvent(audio=base64.b64encode(data).decode()).model_dump_json())
         stats = stream.stats
         usage = SpeechUsage(
@@ -105,9 +113,9 @@ async def sse_events(stream: SpeechStream) -> AsyncIterator[bytes]:
         await stream.aclose()
 
 
-async def complete_file(stream: SpeechStream) -> Response:
+async def complete_file(stream: SpeechStream, drain: Drain | None = None) -> Response:
     try:
-        data = b"".join([chunk async for chunk in stream])
+        data = b"".join([chunk async for chunk in _chunks(stream, drain)])
     finally:
         await stream.aclose()
     stats = stream.stats

@@ -109,6 +109,10 @@ class GuardedStreamingResponse(StreamingResponse):
 
 
 def admit(request: Request) -> StreamLease:
-    """Take a stream slot before any backend work; 503 with `Retry-After` when none is free."""
+    """Take a stream slot before any backend work; 503 with `Retry-After` when none is free,
+    or when the gateway is shutting down."""
+    drain = deps.drain(request)
+    if drain is not None:
+        drain.refuse_if_draining()
     slot = deps.stream_slots(request).acquire()
     return StreamLease(slot, deps.metrics(request), request.scope)

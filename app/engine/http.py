@@ -1,10 +1,13 @@
 """Token engine over OpenAI-compatible `/v1/completions` streaming (vLLM first).
 
-Each request goes to the least busy replica and fails over when a replica cannot be
-reached; once a replica answers, its answer (or error) is final. The stream runs on a
-lean connection of its own (`completion_stream`), its events are read by
-`CompletionEvents`; every wait has a deadline, and closing the stream drops the
-connection so the backend stops generating. Readiness probes use httpx.
+Each request goes to the least busy replica in rotation (`replicas`: a circuit
+breaker per replica). A refusal or reset before the first token is retried on
+another replica, or the same one after a short back-off, until the first-token
+deadline: nothing has been generated yet. Once tokens flow, a replica's answer (or
+error) is final. The stream runs on a lean connection of its own
+(`completion_stream`) whose events `CompletionEvents` reads; every wait has a
+deadline, and closing the stream drops the connection so the backend stops
+generating. Readiness probes use httpx.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -21,14 +24,11 @@ from app.engine.backend_errors import error_message, status_error
 from app.engine.base import GenerationParams, Prompt, TokenBatch
 from app.engine.completion_events import CompletionEvents
 from app.engine.completion_stream import CompletionStream, Endpoint, StreamBroken, Unreachable
-from app.errors import (
-    BackendError,
-    BackendTimeout,
-    BackendUnavailable,
-    GatewayError,
-)
+from app.engine.replicas import BreakerPolicy, Replica, ReplicaHealth, ReplicaSet
+from app.errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError
 
 _DRAIN_TIMEOUT = 2.0
+_COMPLETIONS = "/v1/completions"
 
 
 def completion_request_body(model: str, prompt: Prompt, params: GenerationParams) -> dict[str, Any]:
@@ -55,11 +55,13 @@ def completion_request_body(model: str, prompt: Prompt, params: GenerationParams
     return body
 
 
-class _Replica:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.endpoint = Endpoint.of(f"{url}/v1/completions")
-        self.in_flight = 0
+class _Dropped(BackendError):
+    """The connection failed after the answer's headers; `early`: before the first token."""
+
+    def __init__(self, message: str, replica: Replica, *, early: bool) -> None:
+        super().__init__(message)
+        self.replica = replica
+        self.early = early
 
 
 class HttpCompletionsEngine:
@@ -77,6 +79,7 @@ class HttpCompletionsEngine:
         first_token_timeout: float,
         inter_token_timeout: float,
         batch_tokens: int = 1,
+        breaker: BreakerPolicy | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         """``batch_tokens``: hand tokens over in batches of at least this many (the end of
@@ -86,13 +89,13 @@ class HttpCompletionsEngine:
         if not urls:
             raise ValueError("HttpCompletionsEngine needs at least one base URL")
         self.model = model
-        self._replicas = [_Replica(url) for url in urls]
+        self.replicas = ReplicaSet(urls, breaker or BreakerPolicy(), self._replica_ready)
+        self._endpoints = {url: Endpoint.of(url + _COMPLETIONS) for url in urls}
         self._api_key = api_key
         self._connect_timeout = connect_timeout
         self._first_token_timeout = first_token_timeout
         self._inter_token_timeout = inter_token_timeout
         self._batch_tokens = batch_tokens
-        self._next = 0
         self._owns_client = client is None
         # Readiness probes only: the completions streams have connections of their own.
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(connect_timeout))
@@ -102,9 +105,13 @@ class HttpCompletionsEngine:
     @property
     def in_flight(self) -> dict[str, int]:
         """Open streams per replica base URL."""
-        return {replica.url: replica.in_flight for replica in self._replicas}
+        return {replica.url: replica.in_flight for replica in self.replicas.replicas}
+
+    def replica_health(self) -> list[ReplicaHealth]:
+        return self.replicas.health()
 
     async def aclose(self) -> None:
+        await self.replicas.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -113,69 +120,112 @@ class HttpCompletionsEngine:
             return {"Authorization": f"Bearer {self._api_key}"}
         return {}
 
-    def _route(self) -> list[_Replica]:
-        """Replicas to try in order: fewest open streams first, round-robin on ties."""
-        count = len(self._replicas)
-        start = self._next
-        self._next = (self._next + 1) % count
-        order = sorted(
-            range(count), key=lambda i: (self._replicas[i].in_flight, (i - start) % count)
-        )
-        return [self._replicas[i] for i in order]
-
     @asynccontextmanager
     async def _open(
         self, body: bytes, events: CompletionEvents, deadline: float
-    ) -> AsyncIterator[CompletionStream]:
-        """An answered response from the first reachable replica; counts it in flight."""
-        failures: list[str] = []
+    ) -> AsyncIterator[tuple[Replica, CompletionStream]]:
+        """An answered response from a replica in rotation, retrying refusals and resets
+        until `deadline`; counts it in flight."""
+        failures: dict[str, str] = {}
+        attempt = 0
+        while True:
+            for replica in self.replicas.route():
+                async with self._send_to(replica, body, events, deadline, failures) as response:
+                    if response is not None:
+                        yield replica, response
+                        return
+            if not await self.replicas.wait_to_retry(attempt, deadline):
+                break
+            attempt += 1
+        reasons = "; ".join(f"{url}: {why}" for url, why in failures.items())
+        raise BackendUnavailable(
+            "no token backend reachable: " + (reasons or "every replica is out of rotation"),
+            headers={"Retry-After": str(self.replicas.retry_after())},
+        )
+
+    @asynccontextmanager
+    async def _send_to(
+        self,
+        replica: Replica,
+        body: bytes,
+        events: CompletionEvents,
+        deadline: float,
+        failures: dict[str, str],
+    ) -> AsyncIterator[CompletionStream | None]:
+        """The replica's answer, or None (failure recorded) when it could not be reached."""
         loop = asyncio.get_running_loop()
-        for replica in self._route():
-            replica.in_flight += 1
+        endpoint = self._endpoints[replica.url]
+        connect_timeout = max(0.0, min(self._connect_timeout, deadline - loop.time()))
+        replica.in_flight += 1
+        try:
             try:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        response = await CompletionStream.open(
-                            replica.endpoint,
-                            replica.endpoint.path,
-                            body,
-                            self._headers(),
-                            events,
-                            connect_timeout=min(self._connect_timeout, deadline - loop.time()),
-                        )
-                        try:
-                            await response.response()
-                        except BaseException:
-                            response.close()
-                            raise
-                except Unreachable as exc:
-                    failures.append(f"{replica.url}: {exc}")
-                    continue
-                except TimeoutError:
-                    raise BackendTimeout(
-                        f"token backend {replica.url} did not answer within "
-                        f"{self._first_token_timeout:g} s"
-                    ) from None
-                try:
-                    yield response
-                finally:
-                    # Dropping the connection mid-stream: the backend sees the client leave.
-                    response.close()
+                async with asyncio.timeout_at(deadline):
+                    response = await CompletionStream.open(
+                        endpoint,
+                        endpoint.path,
+                        body,
+                        self._headers(),
+                        events,
+                        connect_timeout=connect_timeout,
+                    )
+                    try:
+                        await response.response()
+                    except BaseException:
+                        response.close()
+                        raise
+            except Unreachable as exc:
+                failures[replica.url] = str(exc) or type(exc).__name__
+                self.replicas.failed(replica, failures[replica.url])
+                yield None
                 return
+            except TimeoutError:
+                raise BackendTimeout(
+                    f"token backend {replica.url} did not answer within "
+                    f"{self._first_token_timeout:g} s"
+                ) from None
+            answered = response.status < 500
+            if answered:
+                self.replicas.succeeded(replica)
+                replica.serving += 1
+            else:
+                self.replicas.failed(replica, f"HTTP {response.status}")
+            try:
+                yield response
             finally:
-                replica.in_flight -= 1
-        raise BackendUnavailable("no token backend reachable: " + "; ".join(failures))
+                if answered:
+                    replica.serving -= 1
+                # Dropping the connection mid-stream: the backend sees the client leave.
+                response.close()
+        finally:
+            replica.in_flight -= 1
 
     async def stream(
         self, prompt: Prompt, params: GenerationParams
     ) -> AsyncGenerator[TokenBatch, None]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._first_token_timeout
+        deadline = asyncio.get_running_loop().time() + self._first_token_timeout
         body = json.dumps(completion_request_body(self.model, prompt, params)).encode()
+        attempt = 0
+        while True:
+            try:
+                async with aclosing(self._attempt(body, params, deadline)) as batches:
+                    async for batch in batches:
+                        yield batch
+                return
+            except _Dropped as exc:
+                self.replicas.failed(exc.replica, exc.message)
+                # Before the first token nothing was generated for the client: try again.
+                if not exc.early or not await self.replicas.wait_to_retry(attempt, deadline):
+                    raise
+                attempt += 1
+
+    async def _attempt(
+        self, body: bytes, params: GenerationParams, deadline: float
+    ) -> AsyncGenerator[TokenBatch, None]:
+        loop = asyncio.get_running_loop()
         events = CompletionEvents(
             self.model, frozenset(params.stop_token_ids), wake_tokens=self._batch_tokens
         )
-        async with self._open(body, events, deadline) as response:
+        async with self._open(body, events, deadline) as (replica, response):
             if response.status >= 400:
                 raise await self._http_error(response, deadline)
             got_token = False
@@ -199,7 +249,7 @@ class HttpCompletionsEngine:
                     deadline = loop.time()  # more came while the consumer ran: take it now
                     continue
                 if response.failure is not None:
-                    raise self._broken(response.failure)
+                    raise self._broken(response.failure, replica, early=not got_token)
                 if events.done or response.complete:
                     raise BackendError("backend stream ended without finish_reason")
                 now = loop.time()
@@ -224,10 +274,11 @@ class HttpCompletionsEngine:
         ):
             await response.wait(deadline)
 
-    def _broken(self, failure: Exception) -> BackendError:
+    def _broken(self, failure: Exception, replica: Replica, *, early: bool) -> BackendError:
         if isinstance(failure, StreamBroken) and "malformed" in str(failure):
             return BackendError(f"token backend sent a malformed event stream: {failure}")
-        return BackendError(f"token backend connection dropped mid-stream: {failure}")
+        message = f"token backend connection dropped mid-stream: {failure}"
+        return _Dropped(message, replica, early=early)
 
     async def _http_error(self, response: CompletionStream, deadline: float) -> GatewayError:
         while not (response.complete or response.failure is not None):
@@ -238,8 +289,10 @@ class HttpCompletionsEngine:
         return status_error(response.status, message, param, self.model)
 
     async def ready(self) -> bool:
-        """True if at least one replica lists its models within the connect timeout."""
-        tasks = [asyncio.create_task(self._replica_ready(r.url)) for r in self._replicas]
+        """True if at least one replica in rotation lists its models within the connect
+        timeout (one whose circuit is open is not asked: it is not taking requests)."""
+        urls = [r.url for r in self.replicas.replicas if r.state == "closed"]
+        tasks = [asyncio.create_task(self._replica_ready(url)) for url in urls]
         try:
             for next_done in asyncio.as_completed(tasks, timeout=self._connect_timeout):
                 if await next_done:
@@ -272,7 +325,3 @@ def _normalize_base(url: str) -> str:
         raise ValueError(f"backend URL {url!r} must start with http:// or https://")
     # OpenAI client users often configure `.../v1`; requests add it themselves.
     return url.removesuffix("/v1")
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

@@ -14,6 +14,7 @@ from app.audio.reference import ReferenceLimits
 from app.codec.service import CodecService
 from app.config import Settings
 from app.engine.base import TokenEngine
+from app.engine.http import HttpCompletionsEngine
 from app.protocol import SpeechRequest
 from app.service.cloning import VoiceReference, encode_reference
 from app.service.jobs import JobBuilder
@@ -28,6 +29,8 @@ class Readiness:
     """The codec is loaded and its worker thread runs."""
     backend: bool
     """At least one token backend answers."""
+    replicas: dict[str, str] | None = None
+    """Each backend replica's circuit state (closed: in rotation), for HTTP backends."""
 
     @property
     def ready(self) -> bool:
@@ -64,4 +67,7 @@ class Gateway:
 
     async def readiness(self) -> Readiness:
         codec = self.codec.stats().running
-        return Readiness(codec=codec, backend=await self.engine.ready())
+        replicas = None
+        if isinstance(self.engine, HttpCompletionsEngine):
+            replicas = {h.url: str(h.state) for h in self.engine.replica_health()}
+        return Readiness(codec=codec, backend=await self.engine.ready(), replicas=replicas)

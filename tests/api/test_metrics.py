@@ -125,12 +125,17 @@ def test_json_formatter_uses_the_context_request_id() -> None:
     }
 
 
-def test_probes(gateway: str) -> None:
+def test_probes(gateway: str, vllm: VLLMServer) -> None:
     assert httpx.get(f"{gateway}/health").json()["status"] == "ok"
     assert httpx.get(f"{gateway}/live").status_code == 200
     ready = httpx.get(f"{gateway}/ready", timeout=5)
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "codec": "loaded", "backend": "answering"}
+    assert ready.json() == {
+        "status": "ready",
+        "codec": "loaded",
+        "backend": "answering",
+        "replicas": {vllm.url: "closed"},
+    }
 
 
 def test_registries_are_per_app() -> None:

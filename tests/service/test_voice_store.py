@@ -1,20 +1,36 @@
-"""The SQLite voice store: exact codes, unique names, atomic writes, reopening."""
+"""Both voice stores (SQLite and a real PostgreSQL server): exact codes, unique names,
+atomic writes, one winner among concurrent writers, migrations, reopening."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from app.service.cloning import VoiceReference
-from app.service.voice_store import ID_PREFIX, VoiceNameTaken, VoiceStore
+from app.service.postgres_voices import PostgresVoiceStore
+from app.service.sqlite_voices import SCHEMA_VERSION, SqliteVoiceStore
+from app.service.voice_store import (
+    ID_PREFIX,
+    VoiceNameTaken,
+    VoiceStore,
+    VoiceStoreUnavailable,
+    open_voice_store,
+    sqlite_path,
+)
+from tests.support.postgres import PostgresServer
+from tests.support.vllm_server import unused_port_url
+
+StoreFactory = Callable[[], VoiceStore]
 
 
 def reference(frames: int = 5, text: str = "Hello there.", seed: int = 0) -> VoiceReference:
@@ -22,17 +38,30 @@ def reference(frames: int = 5, text: str = "Hello there.", seed: int = 0) -> Voi
     return VoiceReference(text=text, frames=codes)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens stores on one database: separate objects, separate connections, as
+    separate processes or replicas would have."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'data' / 'voices.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened: list[VoiceStore] = []
+
+    def factory() -> VoiceStore:
+        store = open_voice_store(url, tmp_path)
+        store.migrate()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> VoiceStore:
-    s = VoiceStore(tmp_path / "data" / "voices.sqlite3")
-    yield s  # type: ignore[misc]
-    s.close()
-
-
-def test_nothing_is_written_until_a_voice_is_saved(store: VoiceStore) -> None:
-    assert store.list() == [] and store.get("voice_x") is None and store.find("x") is None
-    assert store.delete("voice_x") is False
-    assert not store.path.exists() and not store.path.parent.exists()
+def store(open_store: StoreFactory) -> VoiceStore:
+    return open_store()
 
 
 def test_create_get_find_list_delete(store: VoiceStore) -> None:
@@ -55,52 +84,113 @@ def test_create_get_find_list_delete(store: VoiceStore) -> None:
         store.reference(voice)
 
 
-def test_names_are_unique_case_insensitively(store: VoiceStore) -> None:
-    store.create("Narrator", reference())
+@pytest.mark.parametrize(("first", "second"), [("Narrator", "nArRaToR"), ("Émile", "éMILE")])
+def test_names_are_unique_case_insensitively(store: VoiceStore, first: str, second: str) -> None:
+    voice = store.create(first, reference())
     with pytest.raises(VoiceNameTaken) as info:
-        store.create("nArRaToR", reference())
+        store.create(second, reference())
     assert info.value.status_code == 409 and info.value.param == "name"
-    assert len(store.list()) == 1
+    assert store.list() == [voice]
+    assert store.find(second) == voice
 
 
-def test_concurrent_creates_of_one_name_have_one_winner(tmp_path: Path) -> None:
-    # Separate store objects: separate connections, as separate processes would have.
-    path = tmp_path / "voices.sqlite3"
-    VoiceStore(path).create("seed", reference())  # the schema exists before the race
-    stores = [VoiceStore(path) for _ in range(8)]
+def test_concurrent_creates_of_one_name_have_one_winner(open_store: StoreFactory) -> None:
+    open_store().create("seed", reference())  # the schema exists before the race
+    stores = [open_store() for _ in range(8)]
     results: list[str] = []
     barrier = threading.Barrier(len(stores))
 
-    def attempt(s: VoiceStore) -> None:
+    def attempt(index: int, s: VoiceStore) -> None:
         barrier.wait()
         try:
-            s.create("same", reference())
+            s.create("same" if index % 2 else "SAME", reference(seed=index))
             results.append("ok")
         except VoiceNameTaken:
             results.append("taken")
 
-    threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
+    threads = [threading.Thread(target=attempt, args=item) for item in enumerate(stores)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sorted(results) == ["ok"] + ["taken"] * 7
-    assert [v.name for v in VoiceStore(path).list()] == ["seed", "same"]
+    assert [v.name.lower() for v in open_store().list()] == ["seed", "same"]
 
 
-def test_survives_reopening(tmp_path: Path) -> None:
+def test_a_save_on_one_store_is_seen_by_another(open_store: StoreFactory) -> None:
+    first, second = open_store(), open_store()
+    ref = reference(11, "Persist me.", seed=5)
+    voice = first.create("Keeper", ref, "desc")
+    assert second.find("keeper") == voice
+    np.testing.assert_array_equal(second.reference(voice).frames, ref.frames)
+    assert second.delete(voice.id) and first.get(voice.id) is None
+
+
+def test_migrations_are_idempotent(open_store: StoreFactory) -> None:
+    store = open_store()
+    voice = store.create("Kept", reference())
+    store.migrate()
+    again = open_store()  # migrates on open
+    again.migrate()
+    assert again.list() == [voice]
+
+
+@pytest.fixture
+def store_pair(open_store: StoreFactory) -> tuple[VoiceStore, VoiceStore]:
+    return open_store(), open_store()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    codes=hnp.arrays(
+        np.int64, st.tuples(st.integers(1, 40), st.just(7)), elements=st.integers(0, 4095)
+    ),
+    text=st.text(max_size=200).filter(lambda t: "\x00" not in t),
+)
+def test_codes_and_text_round_trip_exactly(
+    store_pair: tuple[VoiceStore, VoiceStore], codes: np.ndarray, text: str
+) -> None:
+    writer, reader = store_pair
+    voice = writer.create(secrets.token_hex(8), VoiceReference(text=text, frames=codes))
+    saved = reader.get(voice.id)
+    assert saved == voice
+    back = reader.reference(saved)
+    np.testing.assert_array_equal(back.frames, codes)
+    assert back.text == text
+
+
+# --- SQLite specifics ---------------------------------------------------------------------
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteVoiceStore]:
+    s = SqliteVoiceStore(tmp_path / "data" / "voices.sqlite3")
+    yield s
+    s.close()
+
+
+def test_sqlite_writes_nothing_until_a_voice_is_saved(sqlite_store: SqliteVoiceStore) -> None:
+    sqlite_store.migrate()
+    s = sqlite_store
+    assert s.list() == [] and s.get("voice_x") is None and s.find("x") is None
+    assert s.delete("voice_x") is False
+    assert not s.path.exists() and not s.path.parent.exists()
+
+
+def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "voices.sqlite3"
-    first = VoiceStore(path)
+    first = SqliteVoiceStore(path)
     ref = reference(11, "Persist me.", seed=5)
     voice = first.create("Keeper", ref, "desc")
     first.close()
-    second = VoiceStore(path)
+    second = SqliteVoiceStore(path)
     assert second.get(voice.id) == voice
     np.testing.assert_array_equal(second.reference(voice).frames, ref.frames)
     second.close()
 
 
-def test_a_failed_write_leaves_nothing(store: VoiceStore) -> None:
+def test_a_failed_sqlite_write_leaves_nothing(sqlite_store: SqliteVoiceStore) -> None:
+    store = sqlite_store
     store.create("kept", reference())
     with pytest.raises(ValueError):
         store.create("bad", VoiceReference(text="x", frames=np.zeros((0, 7), dtype=np.int64)))
@@ -109,36 +199,112 @@ def test_a_failed_write_leaves_nothing(store: VoiceStore) -> None:
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "INSERT INTO voices (id, name, reference_text, frames, codes, created_at) "
-                "VALUES ('voice_a', 'half', '', 1, x'00', 0)"
-            )
-            conn.execute(
-                "INSERT INTO voices (id, name, reference_text, frames, codes, created_at) "
-                "VALUES ('voice_a', 'dup id', '', 1, x'00', 0)"
-            )
+            for name in ("half", "dup id"):
+                conn.execute(
+                    "INSERT INTO voices (id, name, name_key, reference_text, frames, codes, "
+                    "created_at) VALUES ('voice_a', ?, ?, '', 1, x'00', 0)",
+                    (name, name),
+                )
         finally:
             conn.execute("ROLLBACK")
     assert [v.name for v in store.list()] == ["kept"]
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    codes=hnp.arrays(
-        np.int64, st.tuples(st.integers(1, 40), st.just(7)), elements=st.integers(0, 4095)
-    ),
-    text=st.text(max_size=200),
-)
-def test_codes_and_text_round_trip_exactly(codes: np.ndarray, text: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        s = VoiceStore(Path(tmp) / "rt.sqlite3")
+def _version_1_file(path: Path) -> None:
+    """A voices file as version 1 of the gateway wrote it (names unique by ASCII NOCASE)."""
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE voices (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, "
+        "description TEXT NOT NULL DEFAULT '', reference_text TEXT NOT NULL, "
+        "frames INTEGER NOT NULL, codes BLOB NOT NULL, created_at REAL NOT NULL)"
+    )
+    codes = reference(2).frames.astype("<u2").tobytes()
+    rows = [("voice_1", "Émile", 1.0), ("voice_2", "éMILE", 2.0), ("voice_3", "Old", 3.0)]
+    for voice_id, name, created in rows:
+        conn.execute(
+            "INSERT INTO voices VALUES (?, ?, '', 'Text.', 2, ?, ?)",
+            (voice_id, name, codes, created),
+        )
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_1_sqlite_file_is_migrated_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "voices.sqlite3"
+    _version_1_file(path)
+    store = SqliteVoiceStore(path)
+    store.migrate()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    # Names that only Unicode folding makes equal: the older keeps the name, both stay.
+    assert [v.id for v in store.list()] == ["voice_1", "voice_2", "voice_3"]
+    assert store.find("ÉMILE").id == "voice_1"  # type: ignore[union-attr]
+    assert store.find("voice_2").name == "éMILE"  # type: ignore[union-attr]
+    assert store.find("old").id == "voice_3"  # type: ignore[union-attr]
+    with pytest.raises(VoiceNameTaken):
+        store.create("OLD", reference())
+    np.testing.assert_array_equal(store.reference(store.list()[2]).frames, reference(2).frames)
+    store.close()
+
+
+def test_a_newer_sqlite_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "voices.sqlite3"
+    SqliteVoiceStore(path).create("x", reference())
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="upgrade the gateway"):
+        SqliteVoiceStore(path).migrate()
+
+
+# --- PostgreSQL specifics -----------------------------------------------------------------
+def test_replicas_starting_together_migrate_once(postgres_server: PostgresServer) -> None:
+    url = postgres_server.fresh_database()
+    stores = [PostgresVoiceStore(url) for _ in range(4)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def start(s: PostgresVoiceStore) -> None:
+        barrier.wait()
         try:
-            voice = s.create("v", VoiceReference(text=text, frames=codes))
-            s.close()  # read back through a fresh connection
-            saved = s.get(voice.id)
-            assert saved == voice
-            back = s.reference(saved)
-            np.testing.assert_array_equal(back.frames, codes)
-            assert back.text == text
-        finally:
+            s.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        voice = stores[0].create("Shared", reference())
+        assert [s.find("shared") for s in stores] == [voice] * 4
+    finally:
+        for s in stores:
             s.close()
+
+
+def test_an_unreachable_postgres_is_a_503_not_a_hang() -> None:
+    url = unused_port_url().replace("http://", "postgresql://nobody@") + "/voices"
+    store = PostgresVoiceStore(url)
+    try:
+        with pytest.raises(VoiceStoreUnavailable) as info:
+            store.migrate()
+        assert info.value.status_code == 503
+        assert "nobody" not in info.value.message  # no credentials in messages
+    finally:
+        store.close()
+
+
+# --- choosing a store ---------------------------------------------------------------------
+def test_voice_store_urls(tmp_path: Path) -> None:
+    assert sqlite_path(None, tmp_path) == tmp_path / "voices.sqlite3"
+    assert sqlite_path("sqlite:///rel/v.db", tmp_path) == Path("rel/v.db")
+    assert sqlite_path("sqlite:////abs/v.db", tmp_path) == Path("/abs/v.db")
+    assert sqlite_path("postgresql://h/db", tmp_path) is None
+    with tempfile.TemporaryDirectory() as tmp:
+        assert isinstance(open_voice_store(None, Path(tmp)), SqliteVoiceStore)
+    assert isinstance(open_voice_store("postgres://u:p@h/db", tmp_path), PostgresVoiceStore)
+    with pytest.raises(ValueError, match="VOICE_STORE_URL"):
+        open_voice_store("mysql://u:secret@h/db", tmp_path)

@@ -216,8 +216,10 @@ class VLLMServer:
         frames: int = 12,
         max_model_len: int = 2048,
         api_key: str | None = None,
+        port: int = 0,
     ) -> None:
         self.model = model
+        self._requested_port = port
         self.max_model_len = max_model_len
         self._defaults = (frames, api_key)
         self.frames = frames
@@ -252,7 +254,7 @@ class VLLMServer:
         """Serve on loopback at `port` (0: any free port)."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
+        sock.bind(("127.0.0.1", port or self._requested_port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
