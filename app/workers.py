@@ -54,7 +54,7 @@ def serve_workers(settings: Settings, **uvicorn_options: Any) -> int:
     settings = settings.model_copy(update={"prometheus_multiproc_dir": directory})
     if settings.tts_demo:
         # Built once here rather than by every worker at the same time.
-        from app.service.demo import ensure_demo_models
+        from app.demo.models import ensure_demo_models
 
         ensure_demo_models(settings.cache_dir)
     config = uvicorn.Config(

@@ -30,9 +30,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.codec.random_weights import write_random_snac
-
 from app.audio.pcm import SAMPLE_RATE
+from app.demo.random_snac import write_random_snac
 from tests.support.gateway_process import GatewayProcess, backend_env, free_port
 
 TOKENS_PER_SECOND = 82.0

@@ -21,10 +21,10 @@ import httpx
 import kubernetes_validate
 import pytest
 import yaml
-from app.codec.random_weights import write_random_snac
 
 from app.api.draining import ABORT_WAIT_SECONDS
 from app.config import Settings
+from app.demo.random_snac import write_random_snac
 from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer
 from tests.test_deployment import SETTING_NAMES, dockerfile, env_of, settings_from
