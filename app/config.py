@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # 2048-token budget even for slow speech (docs/text.md).
     segment_max_chars: int = Field(default=200, ge=20, le=4096)
     segment_first_max_chars: int = Field(default=100, ge=10, le=4096)
+    segment_lookahead: int = Field(default=1, ge=0, le=8)
+    segment_pause_ms: float = Field(default=150.0, ge=0.0, le=5000.0)
 
     # --- codec ---
     snac_model: str = "hubertsiuzdak/snac_24khz"

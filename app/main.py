@@ -33,6 +33,9 @@ from app.vocab import TOKENS_PER_FRAME
 
 log = logging.getLogger("app")
 
+SEGMENT_FADE_SECONDS = 0.01
+"""Where two segments meet, each edge fades over this long: no click, nothing audible lost."""
+
 
 @dataclass(frozen=True)
 class ModelSources:
@@ -92,6 +95,9 @@ def _pipeline_config(settings: Settings) -> PipelineConfig:
         crossfade_samples=crossfade,
         invalid_token_policy=settings.invalid_token_policy,
         max_invalid_tokens=settings.max_invalid_tokens,
+        segment_lookahead=settings.segment_lookahead,
+        segment_pause_samples=round(settings.segment_pause_ms * SAMPLE_RATE / 1000),
+        segment_fade_samples=round(SEGMENT_FADE_SECONDS * SAMPLE_RATE),
     )
 
 

@@ -37,6 +37,11 @@ class SynthesisOptions(BaseModel):
     )
     max_tokens: int | None = Field(default=None, ge=7, le=65536)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    normalize: bool = Field(
+        default=True,
+        description="Read numbers, dates, symbols and markup as words (NORMALIZE_TEXT=false "
+        "turns this off for every request).",
+    )
 
 
 class SpeechRequest(SynthesisOptions):

@@ -118,5 +118,12 @@ class StreamSlots:
         self.in_use += 1
         return Slot(self)
 
+    def try_acquire(self) -> Slot | None:
+        """A slot if one is free, else None (for optional extra work: nothing is refused)."""
+        if self.in_use >= self.limit:
+            return None
+        self.in_use += 1
+        return Slot(self)
+
     def _free(self) -> None:
         self.in_use -= 1

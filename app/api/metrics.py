@@ -99,6 +99,14 @@ class GatewayMetrics:
         self.streams = Counter(
             "tts_streams", "Syntheses by outcome (ok, error, cancelled).", ["outcome"], registry=r
         )
+        self.segments = Counter(
+            "tts_segments", "Generations (segments of an input) that finished.", registry=r
+        )
+        self.truncated_segments = Counter(
+            "tts_segments_truncated",
+            "Segments that ended on their token budget (length) instead of the model's stop.",
+            registry=r,
+        )
         self.active_streams = Gauge(
             "tts_active_streams", "Streams holding an admission slot.",
             registry=r, multiprocess_mode="livesum",
@@ -234,6 +242,8 @@ class GatewayMetrics:
             self.ttfa.observe(stats.ttfa_ms / 1000.0)
         self.audio_seconds.inc(stats.output_seconds)
         self.backend_tokens.inc(stats.completion_tokens)
+        self.segments.inc(stats.segments)
+        self.truncated_segments.inc(stats.truncated_segments)
         end = stats.finished or time.perf_counter()
         elapsed = max(end - stats.started, 1e-9)
         if stats.completion_tokens:

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends
 from app.api import deps
 from app.protocol import NormalizeRequest, NormalizeResponse
 from app.service.gateway import Gateway
-from app.text.frontend import prepare_text
 
 router = APIRouter(tags=["text"])
 
@@ -23,15 +22,8 @@ async def normalize(
     body: NormalizeRequest, gateway: Annotated[Gateway, Depends(deps.gateway)]
 ) -> NormalizeResponse:
     gateway.jobs.check_text(body.input)
-    settings = gateway.settings
     # Pure CPU work, but MAX_INPUT_CHARS may be raised: keep it off the event loop.
-    spoken = await asyncio.to_thread(
-        prepare_text,
-        body.input,
-        normalize=body.normalize and settings.normalize_text,
-        max_chars=settings.segment_max_chars,
-        first_max_chars=settings.segment_first_max_chars,
-    )
+    spoken = await asyncio.to_thread(gateway.prepare, body.input, normalize=body.normalize)
     return NormalizeResponse(
         input=body.input, normalized=spoken.normalized, segments=spoken.segments
     )

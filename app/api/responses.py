@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -44,7 +44,14 @@ async def synthesis_response(
     if lease is None:
         lease = admit(request)
     try:
-        stream = lease.stream = pipeline.open(job)
+        slots = deps.stream_slots(request)
+
+        def extra_slot() -> Callable[[], None] | None:
+            # A segment generated ahead counts against admission like any stream.
+            slot = slots.try_acquire()
+            return slot.release if slot is not None else None
+
+        stream = lease.stream = pipeline.open(job, extra_slot=extra_slot)
         await unless_disconnected(request, stream.prime())
     except ClientDisconnected:
         await lease.close()

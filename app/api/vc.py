@@ -61,7 +61,10 @@ async def clone_voice(
             reference = await gateway.reference(upload.files[REFERENCE_AUDIO].file, text)
         finally:
             await upload.close()
-        job = jobs.clone(reference, form.generate_text, form, param="generate_text")
+        texts = await gateway.spoken(
+            form.generate_text, normalize=form.normalize, param="generate_text"
+        )
+        job = jobs.clone(reference, texts, form, param="generate_text")
     except BaseException:
         await lease.close()
         raise

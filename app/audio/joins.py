@@ -95,3 +95,52 @@ class SeamJoiner:
         self._held = 0
         self._tail = np.zeros(0, dtype=np.float32)
         return tail
+
+
+class SegmentJoiner:
+    """Joins the audio of consecutive generations (segments) of one response.
+
+    Each segment is exact in itself; where two meet, the end of the first fades out over
+    ``fade_samples`` (raised cosine), ``pause_samples`` of silence follow, and the start
+    of the next fades in, so a segment that ends or starts away from zero does not click.
+    To fade a segment's end, its last ``fade_samples`` are held back until the segment is
+    known to end. Nothing is changed within a segment, nor at the response's own start and
+    end: a single-segment response is passed through exactly.
+    """
+
+    def __init__(self, fade_samples: int = 0, pause_samples: int = 0) -> None:
+        if fade_samples < 0 or pause_samples < 0:
+            raise ValueError("fade_samples and pause_samples must be >= 0")
+        self.fade = fade_samples
+        self.pause = pause_samples
+        ramp = (np.arange(fade_samples, dtype=np.float32) + 0.5) / max(fade_samples, 1)
+        self._fade_in = (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+        self._held: Pcm = np.zeros(0, dtype=np.float32)
+        self._into_segment = 0  # samples of the current segment passed so far
+        self._segments = 0
+
+    def push(self, pcm: npt.ArrayLike, *, last: bool = False) -> Pcm:
+        """Samples of the current segment that can be sent now; in the ``last`` segment
+        nothing is held back (its end is the response's)."""
+        audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if self._segments and self._into_segment < self.fade:
+            audio = audio.copy()
+            start = self._into_segment
+            n = min(self.fade - start, audio.shape[0])
+            audio[:n] *= self._fade_in[start : start + n]
+        self._into_segment += audio.shape[0]
+        joined = np.concatenate((self._held, audio)) if self._held.size else audio
+        cut = joined.shape[0] if last else max(0, joined.shape[0] - self.fade)
+        self._held = joined[cut:].copy()
+        return joined[:cut]
+
+    def end_segment(self, *, last: bool) -> Pcm:
+        """The held-back end of the segment: as it is for the last one, else faded out and
+        followed by the pause."""
+        tail, self._held = self._held, np.zeros(0, dtype=np.float32)
+        self._into_segment = 0
+        self._segments += 1
+        if last:
+            return tail
+        faded = tail * self._fade_in[::-1][-tail.shape[0] :] if tail.size else tail
+        return np.concatenate((faded, np.zeros(self.pause, dtype=np.float32)))

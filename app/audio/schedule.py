@@ -74,13 +74,49 @@ class DoublingSchedule:
         return None
 
 
+class Playback:
+    """The listener's timeline for one response, shared by the generations (segments) that
+    make it up: when its audio started and how much each segment has planned so far.
+
+    A segment's chunk is played after everything planned before it, so the audio the
+    listener holds when that chunk would be needed is all audio planned up to and
+    including that segment, minus what has played since the first audio.
+    """
+
+    def __init__(self, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.frame_seconds = FRAME_SECONDS / speed
+        self.started: float | None = None
+        self._planned: list[float] = []
+
+    def add_segment(self) -> int:
+        self._planned.append(0.0)
+        return len(self._planned) - 1
+
+    def planned(self, frames: int, segment: int, at: float) -> None:
+        """``frames`` of ``segment`` were planned; ``at``: when the first audio would land."""
+        if self.started is None:
+            self.started = at
+        self._planned[segment] += frames * self.frame_seconds
+
+    def audio_through(self, segment: int) -> float:
+        return sum(self._planned[: segment + 1])
+
+    def buffer(self, now: float, segment: int) -> float:
+        """Seconds the listener holds ahead of the segment's next chunk at ``now``."""
+        if self.started is None:
+            return 0.0
+        return self.audio_through(segment) - (now - self.started)
+
+
 class BufferSchedule:
     """Chunks sized by the audio the listener holds (see the module docstring).
 
-    ``first_frames`` is the start-up buffer: the first chunk, and about the size of
-    every chunk at exactly real time. ``margin``: seconds of audio the listener should
-    still hold when a chunk lands. ``speed``: the tempo, which makes each frame play
-    for ``FRAME_SECONDS / speed``.
+    ``first_frames`` is the start-up buffer: the response's first chunk, and about the
+    size of every chunk at exactly real time. ``margin``: seconds of audio the listener
+    should still hold when a chunk lands. ``playback``: the response's timeline when
+    several segments share it (otherwise one of its own, at ``speed``).
     """
 
     def __init__(
@@ -90,6 +126,7 @@ class BufferSchedule:
         *,
         margin: float = 0.05,
         speed: float = 1.0,
+        playback: Playback | None = None,
     ) -> None:
         _check(first_frames, max_frames)
         if margin < 0 or speed <= 0:
@@ -97,10 +134,9 @@ class BufferSchedule:
         self.first_frames = first_frames
         self.max_frames = max_frames
         self.margin = margin
-        self.frame_seconds = FRAME_SECONDS / speed
-        self._started: float | None = None
-        self._audio = 0.0
-        """Seconds of audio planned so far (what the listener will have been sent)."""
+        self.playback = playback or Playback(speed)
+        self.frame_seconds = self.playback.frame_seconds
+        self._segment = self.playback.add_segment()
         self._frames = 0
         self._last_arrival: float | None = None
         self._interval: float | None = None
@@ -126,14 +162,12 @@ class BufferSchedule:
 
     def buffer(self, now: float) -> float:
         """Seconds of audio the listener holds at ``now`` (once the first chunk is out)."""
-        if self._started is None:
-            return 0.0
-        return self._audio - (now - self._started)
+        return self.playback.buffer(now, self._segment)
 
     def size(self, ready: int, now: float) -> int:
         if ready <= 0:
             return 0
-        if self._started is None:
+        if self.playback.started is None:
             return self.first_frames if ready >= self.first_frames else 0
         if ready >= self.max_frames:
             return self.max_frames
@@ -146,22 +180,19 @@ class BufferSchedule:
         return ready
 
     def emitted(self, frames: int, now: float) -> None:
-        if self._started is None:
-            # The listener starts playing when this first audio reaches it.
-            self._started = now + self._decode
-        self._audio += frames * self.frame_seconds
+        # The listener starts playing when the first audio reaches it.
+        self.playback.planned(frames, self._segment, now + self._decode)
 
     def deadline(self, ready: int) -> float | None:
         """With frames held back: the moment the buffer falls to margin plus decode time."""
-        if ready <= 0 or self._started is None:
+        if ready <= 0 or self.playback.started is None:
             return None
         return self._last_moment()
 
     def _last_moment(self) -> float:
-        return self._started_at() + self._audio - self._decode - self.margin
-
-    def _started_at(self) -> float:
-        return self._started if self._started is not None else 0.0
+        started = self.playback.started if self.playback.started is not None else 0.0
+        audio = self.playback.audio_through(self._segment)
+        return started + audio - self._decode - self.margin
 
     def _next_arrival(self, now: float) -> float:
         if self._last_arrival is None or self._interval is None:
@@ -170,11 +201,11 @@ class BufferSchedule:
 
 
 def make_schedule(
-    name: ScheduleName, first_frames: int, max_frames: int, *, speed: float = 1.0
+    name: ScheduleName, first_frames: int, max_frames: int, *, playback: Playback
 ) -> ChunkSchedule:
     if name == "doubling":
         return DoublingSchedule(first_frames, max_frames)
-    return BufferSchedule(first_frames, max_frames, speed=speed)
+    return BufferSchedule(first_frames, max_frames, playback=playback)
 
 
 def _check(first_frames: int, max_frames: int) -> None:

@@ -14,7 +14,7 @@ from time import perf_counter
 import numpy as np
 
 from app.audio.joins import SeamJoiner
-from app.audio.schedule import BufferSchedule, ScheduleName, make_schedule
+from app.audio.schedule import BufferSchedule, Playback, ScheduleName, make_schedule
 from app.audio.windows import WindowPlanner
 from app.codec.request import DecodeRequest
 from app.codec.service import CodecService
@@ -32,12 +32,17 @@ class PipelineConfig:
     crossfade_samples: int = 0
     invalid_token_policy: InvalidPolicy = "resync"
     max_invalid_tokens: int | None = None
+    segment_lookahead: int = 1
+    """Segments of a long input generated ahead of the one streaming."""
+    segment_pause_samples: int = 0
+    segment_fade_samples: int = 0
 
 
 class StreamDecoder:
     def __init__(
-        self, codec: CodecService, config: PipelineConfig, *, stream: int, speed: float = 1.0
+        self, codec: CodecService, config: PipelineConfig, *, stream: int, playback: Playback
     ) -> None:
+        """``playback``: the listener's timeline, shared by every segment of the response."""
         self._codec = codec
         self._pad = config.crossfade_samples
         self._stream = stream
@@ -45,7 +50,7 @@ class StreamDecoder:
             policy=config.invalid_token_policy, max_invalid=config.max_invalid_tokens
         )
         self._schedule = make_schedule(
-            config.schedule, config.first_frames, config.max_frames, speed=speed
+            config.schedule, config.first_frames, config.max_frames, playback=playback
         )
         self._planner = WindowPlanner(
             context=config.context_frames,

@@ -7,6 +7,7 @@ request is here, so no route reaches into another object's internals.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -15,12 +16,14 @@ from app.codec.service import CodecService
 from app.config import Settings
 from app.engine.base import TokenEngine
 from app.engine.http import HttpCompletionsEngine
+from app.errors import InvalidRequest
 from app.protocol import SpeechRequest
 from app.service.cloning import VoiceReference, encode_reference
 from app.service.jobs import JobBuilder
 from app.service.speech import SpeechPipeline, SynthesisJob
 from app.service.voice_store import VoiceStore
 from app.service.voices import Voices
+from app.text.frontend import SpokenText, prepare_text
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,32 @@ class Gateway:
         return ReferenceLimits(s.min_reference_seconds, s.max_reference_seconds)
 
     async def speech_job(self, req: SpeechRequest) -> SynthesisJob:
-        """The job of a speech request: checked first, then its voice looked up."""
+        """The job of a speech request: checked first, then its text prepared and its
+        voice looked up."""
         self.jobs.check_speech(req)
+        texts = await self.spoken(req.input, normalize=req.normalize)
         voice = await self.voices.resolve(req.voice)
-        return self.jobs.speech(req, voice)
+        return self.jobs.speech(req, voice, texts)
+
+    async def spoken(self, text: str, *, normalize: bool, param: str = "input") -> list[str]:
+        """The segments ``text`` is spoken in (normalized unless either the request or
+        NORMALIZE_TEXT says not to); a 400 when nothing speakable is left."""
+        prepared = await asyncio.to_thread(self.prepare, text, normalize=normalize)
+        if not prepared.segments:
+            raise InvalidRequest(
+                f"{param} has nothing to speak once markup and symbols are read.", param=param
+            )
+        return prepared.segments
+
+    def prepare(self, text: str, *, normalize: bool) -> SpokenText:
+        """What the model will be asked to say (pure CPU work: run it in a thread)."""
+        s = self.settings
+        return prepare_text(
+            text,
+            normalize=normalize and s.normalize_text,
+            max_chars=s.segment_max_chars,
+            first_max_chars=s.segment_first_max_chars,
+        )
 
     async def reference(self, clip: BinaryIO | bytes, text: str) -> VoiceReference:
         """A cloning reference of an uploaded clip and its (checked) transcript."""

@@ -1,21 +1,45 @@
-"""Turns a validated API request and its resolved voice into a synthesis job.
+"""Turns a validated API request, its resolved voice and its segments into a synthesis job.
 
-Pure: the limits come from the settings, the prompt from the model family's
-adapter, the token budget from the context length; nothing here does I/O.
+Pure: the limits come from the settings, the prompts from the model family's
+adapter, the token budgets from the text and the context length; nothing here does I/O.
+
+Each segment gets a budget from its length: enough for slow speech
+(``SLOW_CHARS_PER_SECOND``) plus ``SLACK_SECONDS`` and a second per emotion tag, at
+most ``DEFAULT_MAX_TOKENS``, and never more than the context leaves. A client's
+``max_tokens`` bounds the whole response instead: it is shared between the segments
+by their length (all of it to a single segment).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from app.config import Settings
-from app.engine.base import GenerationParams, Prompt
+from app.engine.base import GenerationParams
 from app.errors import InvalidRequest
 from app.protocol import OPENAI_TTS_MODELS, SpeechRequest, SynthesisOptions
-from app.service.cloning import VoiceReference, fit_max_tokens
+from app.service.cloning import (
+    TOKENS_PER_SECOND,
+    VoiceReference,
+    estimate_text_tokens,
+    fit_max_tokens,
+)
 from app.service.prompts import PromptAdapter
-from app.service.speech import SynthesisJob
+from app.service.speech import Segment, SynthesisJob
 from app.service.voices import Voice
+from app.text.tags import EMOTION_TAG
+from app.vocab import TOKENS_PER_FRAME
+
+SLOW_CHARS_PER_SECOND: Final = 10.0
+"""Slower than any Orpheus voice reads (14-16 characters a second): a budget to spare."""
+SLACK_SECONDS: Final = 3.0
+TAG_SECONDS: Final = 1.5
+"""A laugh, a sigh: sounds the text does not count."""
+PROMPT_OVERHEAD_TOKENS: Final = 8
+"""Control tokens and the voice name around a speech prompt's text."""
 
 
 @dataclass(frozen=True)
@@ -59,31 +83,58 @@ class JobBuilder:
                 code="string_above_max_length",
             )
 
-    def speech(self, req: SpeechRequest, voice: Voice) -> SynthesisJob:
-        """The job for a checked request (`check_speech`) in its resolved voice."""
+    def speech(self, req: SpeechRequest, voice: Voice, texts: Sequence[str]) -> SynthesisJob:
+        """The job for a checked request (`check_speech`) in its resolved voice, speaking
+        ``texts`` (the segments of its input) in order."""
         if isinstance(voice, VoiceReference):
-            return self.clone(voice, req.input, req)
-        return self._job(self.adapter.speech_prompt(voice, req.input), req, req.max_tokens)
+            return self.clone(voice, texts, req)
+        budgets = self._budgets(texts, req.max_tokens)
+        segments = []
+        for text, budget in zip(texts, budgets, strict=True):
+            room = self.settings.max_model_len - estimate_text_tokens(text) - PROMPT_OVERHEAD_TOKENS
+            segments.append(
+                Segment(
+                    text,
+                    self.adapter.speech_prompt(voice, text),
+                    self._params(req, min(budget, max(room, TOKENS_PER_FRAME))),
+                )
+            )
+        return self._job(segments, req)
 
     def clone(
         self,
         reference: VoiceReference,
-        text: str,
+        texts: Sequence[str],
         options: SynthesisOptions,
         *,
         param: str = "input",
     ) -> SynthesisJob:
-        """A zero-shot job speaking `text` in the voice of `reference`, within the context."""
-        self.check_text(text, param)
-        budget = fit_max_tokens(
-            reference,
-            text,
-            requested=options.max_tokens,
-            default=self.settings.default_max_tokens,
-            max_model_len=self.settings.max_model_len,
-        )
-        prompt = self.adapter.clone_prompt(reference.text, reference.token_ids, text)
-        return self._job(prompt, options, budget)
+        """A zero-shot job speaking ``texts`` in the voice of `reference`, each segment
+        within the context (a 400 saying by how much where one cannot fit)."""
+        explicit = options.max_tokens is not None
+        segments = []
+        for text, budget in zip(texts, self._budgets(texts, options.max_tokens), strict=True):
+            self.check_text(text, param)
+            fitted = fit_max_tokens(
+                reference,
+                text,
+                requested=budget if explicit else None,
+                default=budget,
+                max_model_len=self.settings.max_model_len,
+            )
+            prompt = self.adapter.clone_prompt(reference.text, reference.token_ids, text)
+            segments.append(Segment(text, prompt, self._params(options, fitted)))
+        return self._job(segments, options)
+
+    def _budgets(self, texts: Sequence[str], requested: int | None) -> list[int]:
+        """Each segment's max_tokens (see the module docstring)."""
+        if not texts:
+            raise InvalidRequest("input must contain text to speak.", param="input")
+        if requested is not None:
+            total = sum(len(t) for t in texts) or 1
+            shares = [requested * len(t) / total for t in texts]
+            return [max(TOKENS_PER_FRAME, math.floor(share)) for share in shares]
+        return [min(self.settings.default_max_tokens, segment_budget(t)) for t in texts]
 
     def params(
         self,
@@ -108,19 +159,27 @@ class JobBuilder:
             stop_token_ids=self.adapter.stop_token_ids,
         )
 
-    def _job(
-        self, prompt: Prompt, options: SynthesisOptions, max_tokens: int | None
-    ) -> SynthesisJob:
+    def _params(self, options: SynthesisOptions, max_tokens: int) -> GenerationParams:
+        return self.params(
+            temperature=options.temperature,
+            top_p=options.top_p,
+            repetition_penalty=options.repetition_penalty,
+            max_tokens=max_tokens,
+            seed=options.seed,
+        )
+
+    def _job(self, segments: Sequence[Segment], options: SynthesisOptions) -> SynthesisJob:
         return SynthesisJob(
-            prompt=prompt,
-            params=self.params(
-                temperature=options.temperature,
-                top_p=options.top_p,
-                repetition_penalty=options.repetition_penalty,
-                max_tokens=max_tokens,
-                seed=options.seed,
-            ),
+            segments=tuple(segments),
             response_format=options.response_format,
             speed=options.speed,
             streaming=options.stream,
         )
+
+
+def segment_budget(text: str) -> int:
+    """Tokens enough for ``text`` read slowly, with room to spare (whole frames)."""
+    seconds = len(text) / SLOW_CHARS_PER_SECOND + SLACK_SECONDS
+    seconds += TAG_SECONDS * len(EMOTION_TAG.findall(text))
+    frames = math.ceil(seconds * TOKENS_PER_SECOND / TOKENS_PER_FRAME)
+    return frames * TOKENS_PER_FRAME

@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.audio.encoders import StreamingEncoder, create_encoder
+from app.audio.joins import SegmentJoiner
 from app.audio.pcm import SAMPLE_RATE
+from app.audio.schedule import Playback
 from app.audio.speed import TempoStream
 from app.codec.service import CodecService
 from app.engine.base import GenerationParams, Prompt, TokenBatch, TokenEngine
 from app.errors import BackendError, Overloaded
 from app.service.decoding import PipelineConfig, StreamDecoder
+from app.service.segmented import ExtraSlot, joined_pcm
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,11 @@ class SynthesisStats:
     invalid_tokens: int = 0
     non_audio_tokens: int = 0
     finish_reason: str | None = None
+    """Of the last segment."""
+    segments: int = 0
+    """Segments whose generation finished."""
+    truncated_segments: int = 0
+    """Segments that ended on the token budget (``length``) rather than the model's stop."""
 
     @property
     def ttfa_ms(self) -> float | None:
@@ -65,9 +73,18 @@ class SynthesisStats:
 
 
 @dataclass(frozen=True)
-class SynthesisJob:
+class Segment:
+    """One generation of a response: its text, prompt and sampling."""
+
+    text: str
     prompt: Prompt
     params: GenerationParams
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    segments: tuple[Segment, ...]
+    """Spoken in order, as one continuous stream."""
     response_format: str
     speed: float = 1.0
     streaming: bool = True
@@ -90,18 +107,36 @@ class SpeechPipeline:
                 "The audio decoder is at capacity; retry shortly.", headers={"Retry-After": "1"}
             )
 
-    def open(self, job: SynthesisJob) -> SpeechStream:
+    def open(self, job: SynthesisJob, *, extra_slot: ExtraSlot | None = None) -> SpeechStream:
+        """``extra_slot``: takes a stream slot for a segment generated ahead, if one is free."""
         self.check_capacity()
-        return SpeechStream(self, job)
+        return SpeechStream(self, job, extra_slot)
 
-    async def pcm(
-        self, job: SynthesisJob, stats: SynthesisStats
+    def pcm(
+        self, job: SynthesisJob, stats: SynthesisStats, extra_slot: ExtraSlot | None = None
     ) -> AsyncGenerator[np.ndarray, None]:
-        """Decoded PCM chunks (float32, mono, 24 kHz) in order, every frame exactly once."""
-        decoder = StreamDecoder(
-            self.codec, self.config, stream=next(self._stream_ids), speed=job.speed
+        """Decoded PCM chunks (float32, mono, 24 kHz) in order, every frame exactly once;
+        segments joined with the configured pause."""
+        cfg = self.config
+        playback = Playback(job.speed)
+        return joined_pcm(
+            len(job.segments),
+            lambda k: self.segment_pcm(job.segments[k], stats, playback),
+            SegmentJoiner(cfg.segment_fade_samples, cfg.segment_pause_samples),
+            lookahead=cfg.segment_lookahead,
+            extra_slot=extra_slot,
         )
-        async with aclosing(self.engine.stream(job.prompt, job.params)) as tokens:
+
+    async def segment_pcm(
+        self, segment: Segment, stats: SynthesisStats, playback: Playback
+    ) -> AsyncGenerator[np.ndarray, None]:
+        """One generation's PCM; its counts are added to ``stats`` as it goes."""
+        decoder = StreamDecoder(
+            self.codec, self.config, stream=next(self._stream_ids), playback=playback
+        )
+        counted = 0
+        finish: str | None = None
+        async with aclosing(self.engine.stream(segment.prompt, segment.params)) as tokens:
             async for batch in _on_time(tokens, decoder):
                 if batch is None:  # the listener would run dry: send what can be sent
                     async with aclosing(decoder.chunks()) as chunks:
@@ -109,24 +144,34 @@ class SpeechPipeline:
                             yield out
                     continue
                 stats.completion_tokens += len(batch.token_ids)
+                counted += len(batch.token_ids)
                 if batch.usage is not None:
                     # The backend's own counts (the stop token included) are what it billed.
-                    stats.prompt_tokens = batch.usage.prompt_tokens
-                    stats.completion_tokens = batch.usage.completion_tokens
+                    stats.prompt_tokens += batch.usage.prompt_tokens
+                    stats.completion_tokens += batch.usage.completion_tokens - counted
                 if batch.finish_reason is not None:
-                    stats.finish_reason = batch.finish_reason
+                    finish = batch.finish_reason
                 if decoder.feed(batch.token_ids):
                     async with aclosing(decoder.chunks()) as chunks:
                         async for out in chunks:
                             yield out
         assembler = decoder.assembler
-        stats.invalid_tokens = assembler.invalid
-        stats.non_audio_tokens = assembler.non_audio
-        stats.frames = decoder.frames
+        stats.invalid_tokens += assembler.invalid
+        stats.non_audio_tokens += assembler.non_audio
+        stats.frames += decoder.frames
+        stats.segments += 1
+        stats.finish_reason = finish
+        if finish == "length":
+            stats.truncated_segments += 1
+            log.warning(
+                "a segment ended on its token budget (%d tokens): its text may be cut: %.80r",
+                segment.params.max_tokens,
+                segment.text,
+            )
         if decoder.frames == 0:
             raise BackendError(
                 "The model produced no audio frames "
-                f"({stats.completion_tokens} tokens, {assembler.invalid} invalid).",
+                f"({counted} tokens, {assembler.invalid} invalid).",
                 code="no_audio",
             )
         async with aclosing(decoder.chunks(final=True)) as chunks:
@@ -179,10 +224,13 @@ async def _on_time(
 class SpeechStream:
     """One synthesis as encoded bytes; `prime()` runs it up to the first bytes."""
 
-    def __init__(self, pipeline: SpeechPipeline, job: SynthesisJob) -> None:
+    def __init__(
+        self, pipeline: SpeechPipeline, job: SynthesisJob, extra_slot: ExtraSlot | None = None
+    ) -> None:
         self.job = job
         self.stats = SynthesisStats()
         self._pipeline = pipeline
+        self._extra_slot = extra_slot
         self._gen = self._encoded()
         self._first: bytes | None = None
         self.error: Exception | None = None
@@ -222,7 +270,7 @@ class SpeechStream:
     async def _encode(self, encoder: StreamingEncoder) -> AsyncGenerator[bytes, None]:
         job, stats = self.job, self.stats
         tempo = TempoStream(job.speed) if job.speed != 1.0 else None
-        async with aclosing(self._pipeline.pcm(job, stats)) as chunks:
+        async with aclosing(self._pipeline.pcm(job, stats, self._extra_slot)) as chunks:
             async for pcm in chunks:
                 if stats.first_audio is None:
                     stats.first_audio = time.perf_counter()

@@ -28,6 +28,7 @@ def url(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
 def chunk_frames(url: str) -> list[float]:
     """Frames in each audio chunk the gateway sent (one SSE delta per chunk)."""
     body = {"model": "tts-1", "voice": "tara", "input": "Paced.", "response_format": "pcm"}
+    body["max_tokens"] = 2000  # the script decides the length, not the text
     sizes = []
     with httpx.stream(
         "POST", f"{url}/v1/audio/speech", json=body | {"stream_format": "sse"}, timeout=60

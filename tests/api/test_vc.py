@@ -179,19 +179,32 @@ def test_streams_sse_like_speech(url: str, vllm: VLLMServer) -> None:
     assert events[-1]["usage"]["output_tokens"] == FRAMES * 7
 
 
-def test_default_max_tokens_shrinks_to_the_context(url: str, vllm: VLLMServer) -> None:
-    """5.5 s of reference (~450 tokens) and a long text leave less than the default
-    2048 of MAX_MODEL_LEN 4096: without an explicit max_tokens the room left is used."""
-    text = "héllo " * 600  # estimated 1800 tokens
+def test_a_long_text_is_cloned_segment_by_segment_within_the_context(
+    url: str, vllm: VLLMServer
+) -> None:
+    """Each sentence group is its own zero-shot request with the reference, its budget
+    within MAX_MODEL_LEN; together the requests speak exactly the text."""
+    sentences = [f"Sentence number {word} is here." for word in ("one", "two", "three")] * 12
+    text = " ".join(sentences)
     data = clip(5.5, "mp3", silence=0.2)
     response = post_vc(url, data, filename="r.mp3", generate_text=text, response_format="pcm")
     assert response.status_code == 200, response.text
-    body = vllm.completions[-1].body
-    # Ten of the control tokens are custom tokens too (BOS and EOT twice are not).
-    audio_tokens = len(re.findall(r"<custom_token_(\d+)>", body["prompt"])) - 10
-    prompt_estimate = 14 + audio_tokens + estimate_text_tokens(REF_TEXT)
-    prompt_estimate += estimate_text_tokens(text.strip())
-    assert body["max_tokens"] == 4096 - prompt_estimate < 2048
+    bodies = [r.body for r in vllm.completions]
+    assert len(bodies) >= 3
+    spoken = []
+    for body in bodies:
+        # Ten of the control tokens are custom tokens too (BOS and EOT twice are not).
+        audio_tokens = len(re.findall(r"<custom_token_(\d+)>", body["prompt"])) - 10
+        new_text = body["prompt"].rsplit("<|begin_of_text|>", 1)[1].split("<|eot_id|>")[0]
+        spoken.append(new_text)
+        prompt_estimate = 14 + audio_tokens + estimate_text_tokens(REF_TEXT)
+        prompt_estimate += estimate_text_tokens(new_text)
+        assert body["max_tokens"] <= 4096 - prompt_estimate
+        assert REF_TEXT in body["prompt"]
+    assert " ".join(spoken).split() == text.split()
+    assert len(response.content) == len(bodies) * FRAMES * SAMPLES_PER_FRAME * 2 + (
+        (len(bodies) - 1) * round(0.15 * SAMPLE_RATE) * 2  # the pause between segments
+    )
 
 
 def test_context_budget_exceeded_says_by_how_much(url: str, vllm: VLLMServer) -> None:

@@ -29,7 +29,7 @@ from app.service.cloning import (
     estimate_text_tokens,
     fit_max_tokens,
 )
-from app.service.jobs import JobBuilder
+from app.service.jobs import JobBuilder, segment_budget
 from app.service.prompts import _CONTROL_TOKEN, OrpheusAdapter
 from app.vocab import (
     CUSTOM_TOKEN_BASE,
@@ -170,14 +170,25 @@ def test_fit_max_tokens(
 def test_job_builder_clone_builds_the_job() -> None:
     settings = Settings(_env_file=None, max_model_len=1000, default_max_tokens=900)  # type: ignore[call-arg]
     jobs = JobBuilder(settings, OrpheusAdapter())
-    ref = reference(20, "Ref.")  # 140 audio tokens: the default 900 does not fit
-    job = jobs.clone(ref, "Hi", SynthesisOptions(response_format="wav", temperature=0.2, seed=3))
-    assert job.prompt == OrpheusAdapter().clone_prompt("Ref.", ref.token_ids, "Hi")
-    assert job.params.max_tokens == 1000 - estimate_prompt_tokens(ref, "Hi") < 900
-    assert job.params.temperature == 0.2 and job.params.seed == 3
-    assert job.params.stop_token_ids == (END_OF_SPEECH,)
+    options = SynthesisOptions(response_format="wav", temperature=0.2, seed=3)
+    ref = reference(20, "Ref.")  # 140 audio tokens: a short text's own budget fits
+    (segment,) = jobs.clone(ref, ["Hi"], options).segments
+    assert segment.prompt == OrpheusAdapter().clone_prompt("Ref.", ref.token_ids, "Hi")
+    assert segment.params.max_tokens == segment_budget("Hi") < 900
+    assert segment.params.temperature == 0.2 and segment.params.seed == 3
+    assert segment.params.stop_token_ids == (END_OF_SPEECH,)
+    long_ref = reference(120, "Ref.")  # 840 audio tokens: the budget shrinks to the room
+    (segment,) = jobs.clone(long_ref, ["Hi"], options).segments
+    assert segment.params.max_tokens == 1000 - estimate_prompt_tokens(long_ref, "Hi")
+    assert segment.params.max_tokens < segment_budget("Hi")
     with pytest.raises(InvalidRequest) as info:
-        jobs.clone(ref, "Hi", SynthesisOptions(max_tokens=999))
+        jobs.clone(ref, ["Hi"], SynthesisOptions(max_tokens=999))
     assert info.value.param == "max_tokens"
     with pytest.raises(InvalidRequest):
-        jobs.clone(ref, "   ", SynthesisOptions(), param="generate_text")
+        jobs.clone(ref, ["   "], SynthesisOptions(), param="generate_text")
+    # Several segments: each its own prompt; a client max_tokens is shared by length.
+    texts = ["One short sentence.", "And a second, somewhat longer sentence than that."]
+    job = jobs.clone(ref, texts, SynthesisOptions(max_tokens=700))
+    assert [s.text for s in job.segments] == texts
+    budgets = [s.params.max_tokens for s in job.segments]
+    assert sum(budgets) <= 700 and budgets[0] < budgets[1]

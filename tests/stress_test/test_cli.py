@@ -67,6 +67,9 @@ def test_burst_reports_and_saves_every_request(
         "tara,leo",
         "--extra",
         '{"max_tokens": 600}',
+        # One sentence each: a longer text would be spoken as several segments.
+        "--corpus",
+        "short",
         "--save",
         str(tmp_path),
     ]

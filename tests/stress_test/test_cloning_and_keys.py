@@ -54,6 +54,8 @@ def test_vc_requests_carry_the_reference_and_report_its_audio(
         "2",
         "--warmup",
         "0",
+        "--corpus",
+        "short",
         "--save",
         str(out),
     )

@@ -110,6 +110,8 @@ class RecordedRequest:
     disconnected_at: float | None = None
     """time.monotonic() when the client went away before the response was complete."""
     completed: bool = False
+    completed_at: float | None = None
+    """time.monotonic() when the whole response was sent."""
     dropped: bool = False
     gone: threading.Event = field(default_factory=threading.Event)
 
@@ -206,6 +208,7 @@ class _Stream:
         self.completing = True
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         self.record.completed = True
+        self.record.completed_at = time.monotonic()
 
 
 class VLLMServer:
