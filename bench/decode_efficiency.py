@@ -37,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.audio.joins import SeamJoiner
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
+from app.audio.schedule import Playback, make_schedule
 from app.audio.windows import Window, WindowPlanner
 from app.codec.snac import SNAC, SnacCodec, load_codec, remove_noise
 from app.codec.tokens import frames_to_codes
 from app.demo.random_snac import write_random_snac
+from app.vocab import TOKENS_PER_FRAME
 
 
 @dataclass
@@ -76,9 +78,15 @@ def errors(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 
 def ours(
-    codec: SnacCodec, frames: np.ndarray, planner: WindowPlanner, ref: np.ndarray, crop: bool
+    codec: SnacCodec,
+    frames: np.ndarray,
+    planner: WindowPlanner,
+    ref: np.ndarray,
+    crop: bool,
+    rate: float = 200.0,
 ) -> Result:
-    """Frames arrive one at a time; every planned window is decoded and joined at once."""
+    """Frames arrive one at a time, at ``rate`` tokens/s of simulated time; every planned
+    window is decoded and joined at once."""
     n = len(frames)
     joiner = SeamJoiner(0)
     parts: list[np.ndarray] = []
@@ -96,9 +104,10 @@ def ours(
             res.calls += 1
 
     def run() -> np.ndarray:
+        # Frames arrive at the backend's pace, on a simulated clock (decoding takes no time).
         for available in range(1, n + 1):
-            emit(planner.plan(available))
-        emit(planner.plan(n, final=True))
+            emit(planner.plan(available, now=available * TOKENS_PER_FRAME / rate))
+        emit(planner.plan(n, final=True, now=n * TOKENS_PER_FRAME / rate))
         parts.append(joiner.finish())
         return np.concatenate(parts)
 
@@ -148,7 +157,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--context", type=int, default=3)
-    parser.add_argument("--first-frames", type=int, default=1)
+    parser.add_argument("--first-frames", type=int, default=2)
+    parser.add_argument("--schedule", choices=["buffer", "doubling"], default="buffer")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="backend tokens/s (82 is real time)"
+    )
     parser.add_argument("--max-frames", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="report the best of N runs")
@@ -174,7 +187,8 @@ def main() -> int:
     ref = codec.decode(frames)
 
     def planner(max_frames: int = args.max_frames) -> WindowPlanner:
-        return WindowPlanner(args.context, args.first_frames, max_frames)
+        schedule = make_schedule(args.schedule, args.first_frames, max_frames, playback=Playback())
+        return WindowPlanner(args.context, max_frames=max_frames, schedule=schedule)
 
     # Warm-up: the first call of every shape allocates.
     ours(codec, frames[:60], planner(), ref[: 60 * SAMPLES_PER_FRAME], crop=False)
@@ -182,8 +196,8 @@ def main() -> int:
     decode_unfolded(frames[:4])
 
     methods: list[Callable[[], Result]] = [
-        lambda: ours(codec, frames, planner(), ref, crop=True),
-        lambda: ours(codec, frames, planner(), ref, crop=False),
+        lambda: ours(codec, frames, planner(), ref, crop=True, rate=args.rate),
+        lambda: ours(codec, frames, planner(), ref, crop=False, rate=args.rate),
         lambda: sliding(codec, frames, ref),
         lambda: offline("(c) offline, folded", codec.decode, frames, ref),
         lambda: offline("(c0) offline, weight norm", decode_unfolded, frames, ref),
@@ -243,7 +257,8 @@ def main() -> int:
     for max_frames in [int(v) for v in args.sweep.split(",") if v.strip()]:
         for crop in (False, True):
             runs_ = [
-                ours(codec, frames, planner(max_frames), ref, crop) for _ in range(args.repeat)
+                ours(codec, frames, planner(max_frames), ref, crop, args.rate)
+                for _ in range(args.repeat)
             ]
             best = min(runs_, key=lambda r: r.cpu_s)
             best.name = f"{best.name[:4]} max_frames={max_frames}"

@@ -147,7 +147,10 @@ class Gateway:
     url: str
 
 
-def start_gateway(backend: str, snac_dir: Path, env_extra: dict[str, str]) -> Gateway:
+def start_gateway(
+    backend: str, snac_dir: Path, env_extra: dict[str, str], root: Path = ROOT
+) -> Gateway:
+    """``root``: the checkout whose gateway runs (another one compares versions in one run)."""
     port = free_port()
     env = (
         os.environ
@@ -162,11 +165,11 @@ def start_gateway(backend: str, snac_dir: Path, env_extra: dict[str, str]) -> Ga
             "LOG_LEVEL": "warning",
             "PORT": str(port),
             "HOST": "127.0.0.1",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(root),
         }
         | env_extra
     )
-    process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/ready")
     return Gateway(process, url)
@@ -293,6 +296,13 @@ def main() -> None:
     parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
     parser.add_argument("--schedule", default="", help="CHUNK_SCHEDULE values to compare")
     parser.add_argument(
+        "--gateway-root",
+        action="append",
+        type=Path,
+        default=[],
+        help="also run the gateway of this checkout (e.g. a worktree of an older commit)",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for the gateway"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -328,13 +338,16 @@ def main() -> None:
         )
         try:
             wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
-            for schedule in schedules:
+            variants = [(ROOT, schedule) for schedule in schedules]
+            variants += [(root.resolve(), "") for root in args.gateway_root]
+            for root, schedule in variants:
                 env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
-                gateway = start_gateway(f"http://127.0.0.1:{port}", snac_dir, env)
+                gateway = start_gateway(f"http://127.0.0.1:{port}", snac_dir, env, root)
+                name = (schedule or "default") if root == ROOT else f"root:{root.name}"
                 try:
                     for fmt in args.formats.split(","):
                         for n in [int(s) for s in args.streams.split(",")]:
-                            row = {"rate": rate, "schedule": schedule or "default"}
+                            row = {"rate": rate, "schedule": name}
                             row |= measure(gateway, n, fmt, args.frames)
                             rows.append(row)
                             print(json.dumps(row), flush=True)
