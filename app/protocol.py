@@ -55,6 +55,14 @@ class SpeechRequest(SynthesisOptions):
         default=None, description="Accepted for compatibility; Orpheus models do not use it."
     )
 
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_shape(cls, value: object) -> object:
+        # Checked before the union, which would report one type error per member.
+        if isinstance(value, str | dict | VoiceRef):
+            return value
+        raise ValueError('voice must be a voice name or an object {"id": "..."}')
+
     @field_validator("input")
     @classmethod
     def _not_blank(cls, value: str) -> str:

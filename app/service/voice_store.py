@@ -36,6 +36,7 @@ COLUMNS: Final = "id, name, description, reference_text, frames, created_at"
 class VoiceNameTaken(InvalidRequest):
     status_code = 409
     default_code = "voice_name_taken"
+    retryable = False  # SDKs retry 409 (a lock timeout elsewhere); a taken name stays taken
 
 
 class VoiceStoreUnavailable(GatewayError):
