@@ -107,9 +107,19 @@ class VoiceInfo(BaseModel):
     created_at: int
 
 
+class NamedItem(BaseModel):
+    """An entry of the `{"id", "name"}` lists Open WebUI reads (`voices`, `models`)."""
+
+    id: str
+    name: str
+
+
 class VoiceList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VoiceInfo]
+    """The saved voices."""
+    voices: list[NamedItem]
+    """Every voice a request may name: built-in speakers, aliases, saved voices."""
 
 
 class VoiceDeleted(BaseModel):
@@ -149,6 +159,12 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class AudioModelList(ModelList):
+    """`GET /v1/audio/models`: OpenAI's list shape plus the `models` Open WebUI reads."""
+
+    models: list[NamedItem]
 
 
 class Speaker(BaseModel):

@@ -91,8 +91,9 @@ async def create_voice(
 
 @router.get("/v1/audio/voices")
 async def list_voices(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceList:
-    voices = await asyncio.to_thread(gateway.store.list)
-    return VoiceList(data=[voice_info(v) for v in voices])
+    """`data`: the saved voices; `voices`: every voice by id and name (Open WebUI)."""
+    saved = await gateway.voices.saved()
+    return VoiceList(data=[voice_info(v) for v in saved], voices=gateway.voices.choices(saved))
 
 
 @router.get("/v1/audio/voices/{voice_id}")

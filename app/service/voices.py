@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from app.errors import InvalidRequest
-from app.protocol import MAX_VOICE_NAME_CHARS, Speaker, VoiceRef
+from app.protocol import MAX_VOICE_NAME_CHARS, NamedItem, Speaker, VoiceRef
 from app.service.cloning import VoiceReference
 from app.service.prompts import sanitize_text
-from app.service.voice_store import ID_PREFIX, VoiceNameTaken, VoiceStore
+from app.service.voice_store import ID_PREFIX, SavedVoice, VoiceNameTaken, VoiceStore
 
 
 class VoiceCatalog:
@@ -83,9 +83,22 @@ class Voices:
         except LookupError:  # deleted meanwhile
             return None
 
+    async def saved(self) -> list[SavedVoice]:
+        """The saved voices, read in a worker thread."""
+        return await asyncio.to_thread(self.store.list)
+
     async def listing(self) -> list[Speaker]:
-        saved = await asyncio.to_thread(self.store.list)
+        saved = await self.saved()
         return self.catalog.listing() + [Speaker(id=v.id, name=v.name, kind="saved") for v in saved]
+
+    def choices(self, saved: Sequence[SavedVoice]) -> list[NamedItem]:
+        """Every voice a request may name, as `{"id", "name"}` (Open WebUI's voice list);
+        an alias's name says what it maps to."""
+        builtins = [
+            NamedItem(id=s.id, name=f"{s.name} ({s.maps_to})" if s.maps_to else s.name)
+            for s in self.catalog.listing()
+        ]
+        return builtins + [NamedItem(id=v.id, name=v.name) for v in saved]
 
     def new_name(self, value: str) -> str:
         """A name for a new saved voice, or a 400/409 saying why it cannot be one."""
