@@ -14,6 +14,7 @@ StreamFormat = Literal["audio", "sse"]
 OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 MAX_VOICE_NAME_CHARS = 64
 MAX_VOICE_DESCRIPTION_CHARS = 1000
+MAX_CONSENT_CHARS = 200
 
 
 class VoiceRef(BaseModel):
@@ -87,19 +88,43 @@ class CloneForm(SynthesisOptions):
 
 
 class SaveVoiceForm(BaseModel):
-    """`POST /v1/audio/voices` (multipart, besides the `reference_audio` file)."""
+    """`POST /v1/audio/voices` (multipart, besides the clip: `reference_audio`, or
+    `audio_sample` as the openai SDK's `audio.voices.create` names it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
-    reference_text: str = Field(description="Transcript of reference_audio.")
+    reference_text: str | None = Field(
+        default=None, description="Transcript of the clip (required: see the route)."
+    )
     description: str = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
+    consent: str = Field(
+        default="",
+        max_length=MAX_CONSENT_CHARS,
+        description="OpenAI's consent recording id; kept with the voice as given, not verified.",
+    )
+    type: str = Field(default="audio_sample", description="OpenAI's creation method.")
+
+    @field_validator("type")
+    @classmethod
+    def _audio_sample(cls, value: str) -> str:
+        if value != "audio_sample":
+            raise ValueError(
+                f"type {value!r} is not supported: voices are cloned from an audio sample "
+                "(audio_sample with its reference_text)"
+            )
+        return value
 
 
 class VoiceInfo(BaseModel):
+    """A saved voice: OpenAI's voice object (`id`, `object`, `name`, `created_at`, `type`)
+    and what this gateway keeps of it."""
+
     id: str
     object: Literal["audio.voice"] = "audio.voice"
+    type: Literal["audio_sample"] = "audio_sample"
     name: str
+    consent: str | None = None
     description: str
     reference_text: str
     reference_seconds: float
