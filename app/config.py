@@ -191,9 +191,7 @@ class Settings(BaseSettings):
                 alias: voice if voice in self.speakers else self.default_speaker
                 for alias, voice in self.voice_aliases.items()
             }
-        unknown = {a: v for a, v in self.voice_aliases.items() if v not in self.speakers}
-        if unknown:
-            raise ValueError(f"VOICE_ALIASES map to voices not in SPEAKERS: {unknown}")
+        _check_aliases(self.voice_aliases, self.speakers)
         if self.backend_backoff_seconds > self.backend_max_backoff_seconds:
             raise ValueError("BACKEND_BACKOFF_SECONDS must not exceed BACKEND_MAX_BACKOFF_SECONDS")
         if self.chunk_first_frames > self.chunk_max_frames:
@@ -207,6 +205,21 @@ class Settings(BaseSettings):
         if not self.tts_api:
             return []
         return [url.strip().rstrip("/") for url in self.tts_api.split(",") if url.strip()]
+
+
+def _check_aliases(aliases: dict[str, str], speakers: list[str]) -> None:
+    """A target outside SPEAKERS names a saved voice (id or name), looked up per request;
+    what can be wrong already is a missing target or one alias pointing at another."""
+    speaker_keys = {s.lower() for s in speakers}
+    alias_keys = {a.lower() for a in aliases}
+    for alias, target in aliases.items():
+        if not target.strip():
+            raise ValueError(f"VOICE_ALIASES: {alias!r} maps to nothing")
+        if target.lower() in alias_keys and target.lower() not in speaker_keys:
+            raise ValueError(
+                f"VOICE_ALIASES: {alias!r} maps to the alias {target!r}; map it to a speaker "
+                f"in SPEAKERS or to a saved voice"
+            )
 
 
 class SettingsError(Exception):

@@ -36,6 +36,16 @@ log = logging.getLogger("app")
 SEGMENT_FADE_SECONDS = 0.01
 """Where two segments meet, each edge fades over this long: no click, nothing audible lost."""
 
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-TTFA-Ms",
+    "X-Processing-Time-Ms",
+    "X-Audio-Duration-Seconds",
+    "Retry-After",
+    "x-should-retry",
+]
+"""Response headers a browser page may read (the SDKs' retry advice among them)."""
+
 
 @dataclass(frozen=True)
 class ModelSources:
@@ -245,8 +255,13 @@ def _install_protection(app: FastAPI, settings: Settings) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "X-TTFA-Ms"],
+            # Any request header: SDKs add their own (openai-node: x-stainless-*), and a
+            # fixed list turns their preflights into 400 "Disallowed CORS headers".
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            # A page on a public origin calling a gateway on localhost or a LAN address
+            # (Chrome's Private Network Access preflight).
+            allow_private_network=True,
         )
     app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics)
     if settings.sentry_dsn:

@@ -14,6 +14,7 @@ StreamFormat = Literal["audio", "sse"]
 OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 MAX_VOICE_NAME_CHARS = 64
 MAX_VOICE_DESCRIPTION_CHARS = 1000
+MAX_CONSENT_CHARS = 200
 
 
 class VoiceRef(BaseModel):
@@ -60,6 +61,14 @@ class SpeechRequest(SynthesisOptions):
         default=None, description="Accepted for compatibility; Orpheus models do not use it."
     )
 
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_shape(cls, value: object) -> object:
+        # Checked before the union, which would report one type error per member.
+        if isinstance(value, str | dict | VoiceRef):
+            return value
+        raise ValueError('voice must be a voice name or an object {"id": "..."}')
+
     @field_validator("input")
     @classmethod
     def _not_blank(cls, value: str) -> str:
@@ -84,19 +93,43 @@ class CloneForm(SynthesisOptions):
 
 
 class SaveVoiceForm(BaseModel):
-    """`POST /v1/audio/voices` (multipart, besides the `reference_audio` file)."""
+    """`POST /v1/audio/voices` (multipart, besides the clip: `reference_audio`, or
+    `audio_sample` as the openai SDK's `audio.voices.create` names it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
-    reference_text: str = Field(description="Transcript of reference_audio.")
+    reference_text: str | None = Field(
+        default=None, description="Transcript of the clip (required: see the route)."
+    )
     description: str = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
+    consent: str = Field(
+        default="",
+        max_length=MAX_CONSENT_CHARS,
+        description="OpenAI's consent recording id; kept with the voice as given, not verified.",
+    )
+    type: str = Field(default="audio_sample", description="OpenAI's creation method.")
+
+    @field_validator("type")
+    @classmethod
+    def _audio_sample(cls, value: str) -> str:
+        if value != "audio_sample":
+            raise ValueError(
+                f"type {value!r} is not supported: voices are cloned from an audio sample "
+                "(audio_sample with its reference_text)"
+            )
+        return value
 
 
 class VoiceInfo(BaseModel):
+    """A saved voice: OpenAI's voice object (`id`, `object`, `name`, `created_at`, `type`)
+    and what this gateway keeps of it."""
+
     id: str
     object: Literal["audio.voice"] = "audio.voice"
+    type: Literal["audio_sample"] = "audio_sample"
     name: str
+    consent: str | None = None
     description: str
     reference_text: str
     reference_seconds: float
@@ -104,9 +137,19 @@ class VoiceInfo(BaseModel):
     created_at: int
 
 
+class NamedItem(BaseModel):
+    """An entry of the `{"id", "name"}` lists Open WebUI reads (`voices`, `models`)."""
+
+    id: str
+    name: str
+
+
 class VoiceList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VoiceInfo]
+    """The saved voices."""
+    voices: list[NamedItem]
+    """Every voice a request may name: built-in speakers, aliases, saved voices."""
 
 
 class VoiceDeleted(BaseModel):
@@ -146,6 +189,12 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class AudioModelList(ModelList):
+    """`GET /v1/audio/models`: OpenAI's list shape plus the `models` Open WebUI reads."""
+
+    models: list[NamedItem]
 
 
 class Speaker(BaseModel):

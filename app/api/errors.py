@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope, Send
 
-from app.errors import GatewayError, error_envelope
+from app.api.validation import describe_validation
+from app.errors import GatewayError, error_envelope, retry_headers
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_la
 
 
 def error_response(exc: GatewayError) -> JSONResponse:
-    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers or None)
+    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.response_headers())
 
 
 def _note_cause(scope: Scope, cause: str | None) -> None:
@@ -36,20 +37,6 @@ async def send_error(scope: Scope, send: Send, exc: GatewayError) -> None:
     await error_response(exc)(scope, no_body, send)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    parts: list[str] = []
-    first_param: str | None = None
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
-        # Union members add their type name to the location; users know only the field.
-        loc = [p for p in loc if not p[:1].isupper() and p not in ("str", "VoiceRef")]
-        param = ".".join(loc) or None
-        first_param = first_param or param
-        msg = str(err.get("msg", "invalid value"))
-        parts.append(f"{param}: {msg}" if param else msg)
-    return "; ".join(dict.fromkeys(parts)) or "Invalid request.", first_param
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -58,11 +45,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        _note_cause(request.scope, "invalid_value")
-        message, param = _validation_message(exc)
+        message, param, code = describe_validation(exc.errors())
+        _note_cause(request.scope, code)
         return JSONResponse(
-            error_envelope(message, "invalid_request_error", param=param, code="invalid_value"),
+            error_envelope(message, "invalid_request_error", param=param, code=code),
             status_code=400,
+            headers=retry_headers(400),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -72,7 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_envelope(str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=retry_headers(exc.status_code, getattr(exc, "headers", None)),
         )
 
     @app.exception_handler(Exception)

@@ -54,9 +54,15 @@ async def _counted(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
 
 
 async def read_upload(
-    request: Request, *, max_bytes: int, fields: Collection[str], files: Collection[str]
+    request: Request,
+    *,
+    max_bytes: int,
+    fields: Collection[str],
+    files: Collection[str],
+    required: Collection[str] | None = None,
 ) -> Upload:
-    """Parse a multipart/form-data body of at most `max_bytes` with the given names."""
+    """Parse a multipart/form-data body of at most `max_bytes` with the given names;
+    the file parts in `required` (default: all of `files`) must be there."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise UnsupportedMediaType(
@@ -98,7 +104,7 @@ async def read_upload(
                 if not isinstance(value, str):
                     raise InvalidRequest(f"{name} must be a text field, not a file.", param=name)
                 upload.fields[name] = value
-        for name in files:
+        for name in files if required is None else required:
             if name not in upload.files:
                 raise InvalidRequest(
                     f"{name} is required: attach the audio file as form field {name!r}.",

@@ -1,4 +1,8 @@
-"""Voices and models: `GET /v1/audio/speaker` and `GET /v1/models`."""
+"""Voices and models: `GET /v1/audio/speaker`, `GET /v1/models[/{id}]`, `GET /v1/audio/models`.
+
+Every name a request may give as `model` is a model here: `models.retrieve("tts-1")`
+answers as it does against OpenAI, and Open WebUI finds its model list.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from app.api import deps
-from app.protocol import ModelCard, ModelList, SpeakerList
+from app.errors import NotFound
+from app.protocol import AudioModelList, ModelCard, ModelList, NamedItem, SpeakerList
 from app.service.gateway import Gateway
 
 router = APIRouter(tags=["voices"])
@@ -22,3 +27,25 @@ async def list_speakers(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> S
 @router.get("/v1/models")
 async def list_models(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> ModelList:
     return ModelList(data=[ModelCard(id=model_id) for model_id in gateway.jobs.model_ids])
+
+
+@router.get("/v1/audio/models")
+async def list_audio_models(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> AudioModelList:
+    ids = gateway.jobs.model_ids
+    return AudioModelList(
+        data=[ModelCard(id=model_id) for model_id in ids],
+        models=[NamedItem(id=model_id, name=model_id) for model_id in ids],
+    )
+
+
+# `:path`: a served name may hold slashes (`canopylabs/orpheus-3b-0.1-ft`); SDKs send %2F.
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]) -> ModelCard:
+    if model_id not in gateway.jobs.model_ids:
+        raise NotFound(
+            f"The model {model_id!r} does not exist. "
+            f"Valid models: {', '.join(gateway.jobs.model_ids)}.",
+            param="model",
+            code="model_not_found",
+        )
+    return ModelCard(id=model_id)

@@ -192,9 +192,11 @@ class _PyAVSpec:
 _PYAV_SPECS: Final[dict[str, _PyAVSpec]] = {
     # 24 kHz mono is MPEG-2 layer III (576-sample frames); 64 kb/s is transparent for speech.
     "mp3": _PyAVSpec("mp3", "libmp3lame", "fltp", 64_000),
-    # The Ogg muxer holds packets until a page spans page_duration (default 1 s);
-    # 100 ms pages keep latency low for ~3 kb/s of page overhead.
-    "opus": _PyAVSpec("ogg", "libopus", "flt", 32_000, {"page_duration": "100000"}),
+    # The Ogg muxer holds packets until a page spans page_duration (default 1 s), and
+    # writes a page only once the next one has begun: with 100 ms pages the first 170 ms
+    # chunk left no page (+90 ms to the first audio). 40 ms pages put ~110 ms of it in the
+    # first bytes for ~3 kb/s more page overhead (docs/benchmarks.md, first audio).
+    "opus": _PyAVSpec("ogg", "libopus", "flt", 32_000, {"page_duration": "40000"}),
     "aac": _PyAVSpec("adts", "aac", "fltp", 64_000),
     # No 8 KiB padding block for later tag edits: nobody edits a response in place.
     "flac": _PyAVSpec("flac", "flac", "s16", None, {"metadata_header_padding": "0"}),

@@ -25,6 +25,12 @@ MAX_SPEED: Final = 4.0
 # staying within 0.5..2 per stage keeps the quality of every stage.
 _STAGE_MIN: Final = 0.5
 _STAGE_MAX: Final = 2.0
+# atempo sizes its output frames like its input frames and passes one on only once it is
+# full, so it holds back up to one input frame beyond its ~43 ms window: a chunk pushed
+# whole waited for the next chunk (the first chunk all of it, +90-400 ms before the first
+# byte). Pushed in pieces of 21 ms the hold is the window (docs/streaming.md); the output
+# samples are the same.
+_PUSH_SAMPLES: Final = 512
 
 
 def atempo_stages(speed: float) -> list[float]:
@@ -54,15 +60,19 @@ class TempoStream:
             raise RuntimeError("TempoStream already flushed")
         if self._passthrough or samples.size == 0:
             return samples
+        for start in range(0, samples.size, _PUSH_SAMPLES):
+            self._push(samples[start : start + _PUSH_SAMPLES])
+        return self._drain()
+
+    def _push(self, piece: npt.NDArray[np.float32]) -> None:
         frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples).reshape(1, -1), format="flt", layout="mono"
+            np.ascontiguousarray(piece).reshape(1, -1), format="flt", layout="mono"
         )
         frame.sample_rate = SAMPLE_RATE
         frame.time_base = self._time_base
         frame.pts = self._pts
-        self._pts += samples.size
+        self._pts += piece.size
         self._graph.push(frame)
-        return self._drain()
 
     def flush(self) -> npt.NDArray[np.float32]:
         """End of stream: return the samples atempo still holds."""

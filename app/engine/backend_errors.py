@@ -43,12 +43,14 @@ def status_error(status: int, message: str, param: str | None, model: str) -> Ga
     if status in (401, 403):
         return BackendError(
             f"token backend rejected the gateway's credentials (HTTP {status}); "
-            f"check TTS_API_KEY: {message}"
+            f"check TTS_API_KEY: {message}",
+            retryable=False,  # configuration: no retry can fix it
         )
     if status == 404:
         return BackendError(
             f"token backend does not serve model {model!r} (HTTP 404); "
-            f"check MODEL_NAME and TTS_API: {message}"
+            f"check MODEL_NAME and TTS_API: {message}",
+            retryable=False,
         )
     if status == 429:
         return Overloaded(f"token backend is overloaded (HTTP 429): {message}")

@@ -24,6 +24,7 @@ from app.service.voice_store import (
     SavedVoice,
     VoiceStoreUnavailable,
     describe_url,
+    insert_sql,
     name_key,
     name_taken,
     new_voice,
@@ -45,6 +46,7 @@ _MIGRATIONS: Final = (
     CREATE UNIQUE INDEX voices_name_key ON voices (name_key);
     CREATE INDEX voices_created ON voices (created_at, id);
     """,
+    "ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''",
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _MIGRATION_LOCK: Final = 0x766F696365  # "voice": any constant the replicas agree on
@@ -117,15 +119,13 @@ class PostgresVoiceStore:
             self._pool.close()
             self._opened = False
 
-    def create(self, name: str, reference: VoiceReference, description: str = "") -> SavedVoice:
-        new = new_voice(name, reference, description)
+    def create(
+        self, name: str, reference: VoiceReference, description: str = "", consent: str = ""
+    ) -> SavedVoice:
+        new = new_voice(name, reference, description, consent)
         try:
             with self._tx() as conn:
-                conn.execute(
-                    f"INSERT INTO voices ({COLUMNS}, name_key, codes) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    new.row(),
-                )
+                conn.execute(insert_sql("%s"), new.row())
         except psycopg.errors.UniqueViolation as exc:
             raise name_taken(name) from exc
         return new.voice

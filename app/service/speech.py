@@ -173,6 +173,8 @@ class SpeechPipeline:
                 "The model produced no audio frames "
                 f"({counted} tokens, {assembler.invalid} invalid).",
                 code="no_audio",
+                # The same text and sampling would most likely fail alike.
+                retryable=False,
             )
         async with aclosing(decoder.chunks(final=True)) as chunks:
             async for out in chunks:

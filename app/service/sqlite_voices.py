@@ -21,6 +21,7 @@ from app.service.cloning import VoiceReference
 from app.service.voice_store import (
     COLUMNS,
     SavedVoice,
+    insert_sql,
     name_key,
     name_taken,
     new_voice,
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS voices (
     created_at REAL NOT NULL
 )
 """
-SCHEMA_VERSION: Final = 2
+_ADD_CONSENT: Final = "ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''"
+SCHEMA_VERSION: Final = 3
 
 
 class SqliteVoiceStore:
@@ -81,17 +83,15 @@ class SqliteVoiceStore:
                 self._conn.close()
                 self._conn = None
 
-    def create(self, name: str, reference: VoiceReference, description: str = "") -> SavedVoice:
-        new = new_voice(name, reference, description)
+    def create(
+        self, name: str, reference: VoiceReference, description: str = "", consent: str = ""
+    ) -> SavedVoice:
+        new = new_voice(name, reference, description, consent)
         with self._db(create=True) as conn:
             assert conn is not None
             try:
                 with transaction(conn):
-                    conn.execute(
-                        f"INSERT INTO voices ({COLUMNS}, name_key, codes) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        new.row(),
-                    )
+                    conn.execute(insert_sql("?"), new.row())
             except sqlite3.IntegrityError as exc:
                 raise name_taken(name) from exc
         return new.voice
@@ -149,6 +149,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(_V1)
         if version < 2:
             _add_name_keys(conn)
+        if version < 3:
+            conn.execute(_ADD_CONSENT)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -29,13 +29,14 @@ from app.vocab import TOKENS_PER_FRAME
 
 ID_PREFIX: Final = "voice_"
 SQLITE_FILE: Final = "voices.sqlite3"
-COLUMNS: Final = "id, name, description, reference_text, frames, created_at"
+COLUMNS: Final = "id, name, description, reference_text, frames, created_at, consent"
 """The columns of a `SavedVoice`, in its field order."""
 
 
 class VoiceNameTaken(InvalidRequest):
     status_code = 409
     default_code = "voice_name_taken"
+    retryable = False  # SDKs retry 409 (a lock timeout elsewhere); a taken name stays taken
 
 
 class VoiceStoreUnavailable(GatewayError):
@@ -53,6 +54,8 @@ class SavedVoice:
     reference_text: str
     frames: int
     created_at: float
+    consent: str = ""
+    """The consent the uploader gave (OpenAI's `consent`, a recording id), as given."""
 
     @property
     def audio_tokens(self) -> int:
@@ -64,7 +67,9 @@ class VoiceStore(Protocol):
         """Create or upgrade the schema (idempotent; safe from several replicas at once)."""
         ...
 
-    def create(self, name: str, reference: VoiceReference, description: str = "") -> SavedVoice:
+    def create(
+        self, name: str, reference: VoiceReference, description: str = "", consent: str = ""
+    ) -> SavedVoice:
         """Store a voice; `VoiceNameTaken` (409) when the name exists in any case."""
         ...
 
@@ -98,16 +103,24 @@ class NewVoice:
     key: str
     codes: bytes
 
-    def row(self) -> tuple[str, str, str, str, int, float, str, bytes]:
+    def row(self) -> tuple[str, str, str, str, int, float, str, str, bytes]:
         """Values for `INSERT ... ({COLUMNS}, name_key, codes)`."""
         v = self.voice
         return (
-            *(v.id, v.name, v.description, v.reference_text, v.frames, v.created_at),
+            *(v.id, v.name, v.description, v.reference_text, v.frames, v.created_at, v.consent),
             *(self.key, self.codes),
         )
 
 
-def new_voice(name: str, reference: VoiceReference, description: str) -> NewVoice:
+def insert_sql(placeholder: str) -> str:
+    """The INSERT of a `NewVoice.row()`, with the driver's placeholder (`?`, `%s`)."""
+    values = ", ".join([placeholder] * (len(COLUMNS.split(",")) + 2))
+    return f"INSERT INTO voices ({COLUMNS}, name_key, codes) VALUES ({values})"
+
+
+def new_voice(
+    name: str, reference: VoiceReference, description: str, consent: str = ""
+) -> NewVoice:
     frames = np.asarray(reference.frames, dtype=np.int64)
     if frames.ndim != 2 or frames.shape[1] != TOKENS_PER_FRAME or not len(frames):
         raise ValueError(f"reference frames must have shape (n >= 1, 7), got {frames.shape}")
@@ -118,6 +131,7 @@ def new_voice(name: str, reference: VoiceReference, description: str) -> NewVoic
         reference_text=reference.text,
         frames=len(frames),
         created_at=time.time(),
+        consent=consent,
     )
     # SNAC codes are < 4096: two bytes each, little-endian whatever the host.
     return NewVoice(voice, name_key(name), frames.astype("<u2").tobytes())

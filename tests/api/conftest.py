@@ -33,6 +33,14 @@ def vllm(api_vllm: VLLMServer) -> Iterator[VLLMServer]:
     api_vllm.reset()
 
 
+@pytest.fixture
+def clone_backend(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
+    """The cloning backend, reset around each test."""
+    clone_vllm.reset()
+    yield clone_vllm
+    clone_vllm.reset()
+
+
 def gateway_settings(vllm_url: str, snac_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "tts_api": vllm_url,

@@ -176,9 +176,18 @@ def test_streaming_emits_decodable_audio_before_finalize(fmt: str) -> None:
         for start in range(SAMPLES_PER_FRAME, half_second, SAMPLES_PER_FRAME)
     )
     prefix = decode(sent, fmt)
-    # Codec lookahead and 100 ms Ogg pages hold back a little, never most of it.
+    # Codec lookahead and 40 ms Ogg pages hold back a little, never most of it.
     assert len(prefix.samples) / prefix.rate >= 0.3
     encoder.close()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_first_chunk_is_playable_from_its_own_bytes(fmt: str) -> None:
+    """The first chunk (the 2-frame start-up buffer, 171 ms) gives audio a player can start
+    on without waiting for the next chunk: codec lookahead and one page at most wait."""
+    first = create_encoder(fmt).write(sampled(SAMPLE_RATE)[: 2 * SAMPLES_PER_FRAME])
+    prefix = decode(first, fmt)
+    assert len(prefix.samples) / prefix.rate >= 0.09, fmt
 
 
 def test_streamed_wav_header_has_unknown_sizes_and_stays_readable() -> None:

@@ -113,3 +113,31 @@ def test_stages_multiply_to_speed_within_blend_range(speed: float) -> None:
     assert all(0.5 <= factor <= 2.0 for factor in stages)
     # Fewest stages: one fewer could not reach the speed without leaving [0.5, 2].
     assert len(stages) == 1 or abs(math.log2(speed)) > len(stages) - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    speed=st.sampled_from([*SPEEDS, 0.75, 1.25]),
+    sizes=st.lists(st.integers(1, 2 * 4096), min_size=1, max_size=12),
+)
+def test_tempo_holds_back_only_its_window(speed: float, sizes: list[int]) -> None:
+    """Each chunk's audio comes out with the chunk, less atempo's window per stage; pushed
+    whole, a chunk used to wait for the next one (the first chunk gave nothing at all)."""
+    pcm = tone(sum(sizes) / SAMPLE_RATE + 0.01, hz=310.0)
+    stream = TempoStream(speed)
+    # One stage: its ~1024-sample window, a 512-sample piece and output-frame rounding
+    # (measured up to ~2100); two stages hold the second's window in first-stage time too
+    # (measured up to ~5200 at 4x). Chunks pushed whole held up to the chunk, 8192 here.
+    held_limit = 2560 if len(atempo_stages(speed)) == 1 else 6144
+    fed = out = 0
+    for size in sizes:
+        out += stream.process(pcm[fed : fed + size]).size
+        fed += size
+        assert fed - out * speed <= held_limit, (fed, out)
+
+
+@pytest.mark.parametrize("speed", [0.5, 0.75, 1.25, 1.5, 2.0])
+def test_the_first_two_frames_come_out_at_once(speed: float) -> None:
+    first = tone(2 * SAMPLES_PER_FRAME / SAMPLE_RATE)
+    out = TempoStream(speed).process(first)
+    assert out.size >= (first.size - 1536) / speed

@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from app.service.cloning import VoiceReference
+from app.service.postgres_voices import _MIGRATIONS as _POSTGRES_MIGRATIONS
 from app.service.postgres_voices import PostgresVoiceStore
 from app.service.sqlite_voices import SCHEMA_VERSION, SqliteVoiceStore
 from app.service.voice_store import (
@@ -135,6 +137,16 @@ def test_migrations_are_idempotent(open_store: StoreFactory) -> None:
     assert again.list() == [voice]
 
 
+def test_consent_is_kept_with_the_voice(open_store: StoreFactory) -> None:
+    writer, reader = open_store(), open_store()
+    with_consent = writer.create("Consented", reference(), "", consent="cons_1234")
+    without = writer.create("Plain", reference(seed=1))
+    assert with_consent.consent == "cons_1234" and without.consent == ""
+    assert reader.get(with_consent.id) == with_consent
+    assert reader.find("plain") == without
+    assert [v.consent for v in reader.list()] == ["cons_1234", ""]
+
+
 @pytest.fixture
 def store_pair(open_store: StoreFactory) -> tuple[VoiceStore, VoiceStore]:
     return open_store(), open_store()
@@ -248,6 +260,24 @@ def test_a_version_1_sqlite_file_is_migrated_at_start_up(tmp_path: Path) -> None
     store.close()
 
 
+def test_a_version_2_sqlite_file_gains_consent(tmp_path: Path) -> None:
+    path = tmp_path / "voices.sqlite3"
+    _version_1_file(path)
+    old = SqliteVoiceStore(path)
+    with old._db(create=False) as conn:  # what the version 2 gateway left behind
+        assert conn is not None
+        conn.execute("ALTER TABLE voices DROP COLUMN consent")
+        conn.execute("PRAGMA user_version=2")
+    old.close()
+    store = SqliteVoiceStore(path)
+    store.migrate()
+    assert [v.consent for v in store.list()] == ["", "", ""]
+    assert store.create("New", reference(), consent="cons_9").consent == "cons_9"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    store.close()
+
+
 def test_a_newer_sqlite_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "voices.sqlite3"
     SqliteVoiceStore(path).create("x", reference())
@@ -283,6 +313,31 @@ def test_replicas_starting_together_migrate_once(postgres_server: PostgresServer
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_schema_1_postgres_gains_consent(postgres_server: PostgresServer) -> None:
+    url = postgres_server.fresh_database()
+    with psycopg.connect(url, autocommit=True) as conn:  # what schema 1 left behind
+        conn.execute(_POSTGRES_MIGRATIONS[0])
+        conn.execute("CREATE TABLE voice_store_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO voice_store_schema VALUES (1)")
+        conn.execute(
+            "INSERT INTO voices (id, name, name_key, reference_text, frames, codes, created_at) "
+            "VALUES ('voice_old', 'Old', 'old', 'Text.', 2, %s, 1.0)",
+            (reference(2).frames.astype("<u2").tobytes(),),
+        )
+    store = PostgresVoiceStore(url)
+    try:
+        store.migrate()
+        old = store.find("old")
+        assert old is not None and old.consent == ""
+        np.testing.assert_array_equal(store.reference(old).frames, reference(2).frames)
+        assert store.create("New", reference(), consent="cons_9").consent == "cons_9"
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT version FROM voice_store_schema").fetchone()
+        assert row == (len(_POSTGRES_MIGRATIONS),)
+    finally:
+        store.close()
 
 
 def test_an_unreachable_postgres_is_a_503_not_a_hang() -> None:
