@@ -6,24 +6,30 @@ between them (`app.codec.receptive`) stays in Python, so one compiled layer serv
 every batch size, window length and crop. (Compiling the whole cropped decode as one
 function made dynamo reason about every crop offset symbolically: on this 2-core
 machine it had not finished its first shape after 14 minutes, where the layers take
-about 75 s.) The four decoder blocks share one code object and dynamo counts
-recompiles per code object, so its limit is raised to cover them all, rather than
-letting the ninth fall back to eager silently.
+about 75 s.) Each layer gets a fresh contiguous copy of its input: a crop is a view
+whose storage offset and strides differ from crop to crop, and dynamo guarded on them
+and recompiled at serving time. The four decoder blocks share one code object and dynamo counts
+recompiles per code object (its limit is thread-local configuration, so the worker
+thread would not see a raised global), hence a per-layer ``recompile_limit``.
 
-Warm-up decodes every bucket shape once so the compiling happens at start-up. If a
-compiled decode fails where the eager one works, the eager layers are put back for
-good, with a warning.
+Warm-up decodes every bucket shape once so the compiling happens at start-up; after
+it, a shape the compiled code does not cover runs eagerly instead of compiling while
+streams wait (dynamo's ``eager_on_recompile`` stance: sizes are dynamic, but convolution
+kernels still specialise on size ranges). If a compiled decode fails where the eager
+one works, the eager layers are put back for good, with a warning.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import nn
 
 from app.codec.buckets import BucketPlan, Shape
 from app.codec.snac import SnacCodec
@@ -35,22 +41,25 @@ logger = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.float32]
 RECOMPILE_LIMIT: Final = 64
-"""Compiled variants per code object: per layer, a static first shape, a dynamic one,
-and a few more where a size of 1 is specialized."""
+"""Compiled variants per code object: four decoder blocks, each with a first static
+shape, then dynamic ones, and a batch of 1 specialized."""
 
 
 class CompiledCodec:
     """A `FrameCodec` whose decoder layers are compiled with torch.compile."""
 
     def __init__(self, codec: SnacCodec, plan: BucketPlan) -> None:
-        _raise_recompile_limit()
         self._codec = codec
         self._plan = plan
         self._eager = codec.decoder_layers
-        self._compiled = [torch.compile(layer, dynamic=True) for layer in self._eager]
+        self._compiled: list[nn.Module] = [
+            _Contiguous(torch.compile(layer, dynamic=True, recompile_limit=RECOMPILE_LIMIT))
+            for layer in self._eager
+        ]
         codec.set_decoder_layers(self._compiled)
         self.active = True
         """False once a compiled decode failed and the eager layers are back."""
+        self._warm = False
 
     @property
     def device(self) -> str:
@@ -65,9 +74,12 @@ class CompiledCodec:
             frames = rng.integers(0, CODEBOOK_SIZE, size=size)
             self.decode_batch(frames, keep=shape.keep, pad=shape.pad)
 
-        return warm_up_shapes(
-            "torch.compile", self._plan.shapes(), prepare, lambda: stop() or not self.active
-        )
+        try:
+            return warm_up_shapes(
+                "torch.compile", self._plan.shapes(), prepare, lambda: stop() or not self.active
+            )
+        finally:
+            self._warm = True
 
     def decode_batch(
         self, frames: npt.ArrayLike, *, keep: tuple[int, int] | None = None, pad: int = 0
@@ -75,7 +87,8 @@ class CompiledCodec:
         if not self.active:
             return self._codec.decode_batch(frames, keep=keep, pad=pad)
         try:
-            return self._codec.decode_batch(frames, keep=keep, pad=pad)
+            with torch.compiler.set_stance("eager_on_recompile") if self._warm else nullcontext():
+                return self._codec.decode_batch(frames, keep=keep, pad=pad)
         except Exception as exc:
             self._codec.set_decoder_layers(self._eager)
             try:
@@ -96,8 +109,11 @@ class CompiledCodec:
         return self._codec.encode(pcm)
 
 
-def _raise_recompile_limit() -> None:
-    config = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):  # the name changed in torch 2.6
-        if hasattr(config, name):
-            setattr(config, name, max(int(getattr(config, name)), RECOMPILE_LIMIT))
+class _Contiguous(nn.Module):  # type: ignore[misc]  # torch is untyped here
+    def __init__(self, layer: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A copy even of a contiguous view: its storage offset would be guarded on too.
+        return self.layer(x.clone(memory_format=torch.contiguous_format))

@@ -8,6 +8,7 @@ and builds C++ kernels; later runs hit its on-disk cache), hence the longer time
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,21 @@ def test_the_compiled_decoder_equals_the_eager_one(
         expected = tiny_codec.decode_batch(batch, keep=keep, pad=pad)
         np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)
     assert codec.active
+    # Served from the codec worker, a thread of its own: nothing compiles there any more.
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        torch._dynamo.config.error_on_recompile = True  # thread-local, like its limits
+        try:
+            for rows, n, keep, pad in [(2, 8, (3, 5), 480), (1, 5, (0, 2), 480), (2, 7, None, 0)]:
+                codec.decode_batch(frames(rows, n, 1), keep=keep, pad=pad)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=serve)
+    worker.start()
+    worker.join()
+    assert errors == [] and codec.active
     reference = np.zeros(2048 * 4, dtype=np.float32)
     assert np.array_equal(codec.encode(reference), tiny_codec.encode(reference))
 
