@@ -68,8 +68,6 @@ CONFIG_FILE: Final = "config.json"
 WEIGHTS_FILE: Final = "pytorch_model.bin"
 
 Pcm = npt.NDArray[np.float32]
-_C1: Final = list(C1_SLOTS)
-_C2: Final = list(C2_SLOTS)
 
 
 DECODE_DTYPES: Final = {
@@ -178,8 +176,12 @@ class SnacCodec:
         """`decode_batch` as torch ops on the device: ``(B, n, 7)`` int64 codes to
         ``(B, n * 2048)`` in ``dtype``, unchecked; what CUDA graphs capture."""
         batch, n = int(frames.shape[0]), int(frames.shape[1])
-        codes = [frames[..., 0], frames[..., _C1].reshape(batch, -1)]
-        codes.append(frames[..., _C2].reshape(batch, -1))
+        # Basic indexing only: a list index is copied to the device on every call, which a
+        # CUDA graph cannot capture.
+        codes = [frames[..., 0]] + [
+            torch.stack([frames[..., i] for i in slots], dim=-1).reshape(batch, -1)
+            for slots in (C1_SLOTS, C2_SLOTS)
+        ]
         z = self.model.quantizer.from_codes(codes).to(self.dtype)
         if keep is None or self._stages is None or keep == (0, n):
             return self.model.decoder(z).reshape(batch, -1)
