@@ -30,8 +30,13 @@ def frames(rows: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 4096, size=(rows, n, 7))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_graph_replays_equal_the_eager_decode(tiny_snac_dir: Path, dtype: str) -> None:
+# A padded bucket is a different shape, for which cuDNN may pick another algorithm (TF32
+# for float32 on Ampere and later, by torch's default): the bound allows for that and still
+# catches padding that changes samples (errors of 0.1 to 0.8 on CPU).
+@pytest.mark.parametrize(("dtype", "bound"), [("float32", 2e-3), ("bfloat16", 6e-2)])
+def test_graph_replays_equal_the_eager_decode(
+    tiny_snac_dir: Path, dtype: str, bound: float
+) -> None:
     codec = load_codec(str(tiny_snac_dir), device="cuda", noise=False, dtype=dtype)
     accelerated = accelerate(codec, PLAN, cuda_graphs=True, torch_compile=False)
     graphs = accelerated.codec
@@ -44,7 +49,7 @@ def test_graph_replays_equal_the_eager_decode(tiny_snac_dir: Path, dtype: str) -
             batch = frames(rows, n, n + rows)
             out = graphs.decode_batch(batch, keep=keep, pad=pad)
             expected = codec.decode_batch(batch, keep=keep, pad=pad)
-            np.testing.assert_allclose(out, expected, rtol=0, atol=1e-4)
+            np.testing.assert_allclose(out, expected, rtol=0, atol=bound)
     assert graphs.counts.hits == 2 * (len(CASES) - 1) and graphs.counts.failures == 0
 
 
