@@ -44,6 +44,34 @@ def _split_list(value: object) -> object:
     return value
 
 
+MAX_BUCKET_SECONDS = 60.0
+
+
+def _seconds_list(value: object) -> object:
+    """``auto``, a JSON list or a comma list of seconds, parsed as data (never evaluated)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "auto"):
+            return "auto"
+        try:
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            if not isinstance(items, list) or any(isinstance(item, bool) for item in items):
+                raise TypeError
+            seconds = [float(item) for item in items if str(item).strip()]
+        except (ValueError, TypeError):
+            raise ValueError(
+                "expected auto, a JSON list or a comma list of seconds, e.g. 0.5,1.0,1.5"
+            ) from None
+        value = seconds
+    if isinstance(value, list | tuple):
+        if not value or not all(
+            isinstance(s, int | float) and 0 < s <= MAX_BUCKET_SECONDS for s in value
+        ):
+            raise ValueError(f"each bucket must be seconds in (0, {MAX_BUCKET_SECONDS}]")
+        return sorted({float(s) for s in value})
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -123,6 +151,16 @@ class Settings(BaseSettings):
     decode_queue_size: int = Field(default=1024, ge=1)
     torch_threads: int | None = Field(default=None, ge=1)
 
+    # --- GPU decode path (docs/gpu.md) ---
+    decode_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    cuda_graphs: bool = False
+    cuda_graph_batch: Annotated[list[float] | Literal["auto"], NoDecode] = Field(
+        default="auto",
+        description="Window buckets in seconds of audio (JSON or comma list); auto: every "
+        "window length the chunk schedule plans.",
+    )
+    torch_compile: bool = False
+
     # --- storage / cloning ---
     data_dir: Path = Path("data")
     voice_store_url: str | None = Field(
@@ -147,6 +185,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("cuda_graph_batch", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        return _seconds_list(value)
 
     @field_validator("voice_aliases", mode="before")
     @classmethod
@@ -196,6 +239,8 @@ class Settings(BaseSettings):
             raise ValueError("BACKEND_BACKOFF_SECONDS must not exceed BACKEND_MAX_BACKOFF_SECONDS")
         if self.chunk_first_frames > self.chunk_max_frames:
             raise ValueError("CHUNK_FIRST_FRAMES must not exceed CHUNK_MAX_FRAMES")
+        if self.cuda_graphs and self.torch_compile:
+            raise ValueError("CUDA_GRAPHS and TORCH_COMPILE are alternatives: set one of them")
         if self.segment_first_max_chars > self.segment_max_chars:
             raise ValueError("SEGMENT_FIRST_MAX_CHARS must not exceed SEGMENT_MAX_CHARS")
         return self

@@ -18,8 +18,9 @@ from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
 from app.api.metrics import GatewayMetrics
 from app.api.middleware import RequestContextMiddleware
 from app.audio.pcm import SAMPLE_RATE
+from app.codec.accelerated import Accelerated, accelerate, bucket_plan
 from app.codec.service import CodecService
-from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, load_codec
+from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, SnacCodec, load_codec
 from app.config import Settings, load_settings
 from app.engine.base import EngineLoadError, TokenEngine
 from app.service.decoding import PipelineConfig
@@ -111,6 +112,22 @@ def _pipeline_config(settings: Settings) -> PipelineConfig:
     )
 
 
+def _accelerate(settings: Settings, codec: SnacCodec, *, batching: bool) -> Accelerated:
+    if not (settings.cuda_graphs or settings.torch_compile):
+        return Accelerated(codec, None, "eager")
+    seconds = None if settings.cuda_graph_batch == "auto" else settings.cuda_graph_batch
+    plan = bucket_plan(
+        seconds,
+        max_window=settings.chunk_max_frames + 2 * settings.decode_context_frames,
+        max_batch=settings.max_batch_size if batching else 1,
+        context=settings.decode_context_frames,
+        pad=_pipeline_config(settings).crossfade_samples,
+    )
+    return accelerate(
+        codec, plan, cuda_graphs=settings.cuda_graphs, torch_compile=settings.torch_compile
+    )
+
+
 def _startup_failed(exc: BaseException) -> None:
     # The message names the setting and the remedy: say it plainly before the
     # server's traceback.
@@ -128,7 +145,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     log.info("loading SNAC from %s", sources.snac)
     try:
         codec = await asyncio.to_thread(
-            load_codec, sources.snac, device=settings.device, noise=settings.snac_noise
+            load_codec,
+            sources.snac,
+            device=settings.device,
+            noise=settings.snac_noise,
+            dtype=settings.decode_dtype,
         )
     except CodecLoadError as exc:
         _startup_failed(exc)
@@ -137,8 +158,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     batching = settings.dynamic_batching
     if batching == "auto":
         batching = str(codec.device).startswith("cuda")
+    decoder = _accelerate(settings, codec, batching=batching)
     service = CodecService(
-        codec,
+        decoder.codec,
         dynamic_batching=batching,
         max_batch_size=settings.max_batch_size,
         microsleep=settings.microsleep,
@@ -146,6 +168,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Batch padding must stay outside SNAC's receptive field (3 frames), whatever
         # context the windows themselves carry.
         receptive_field=RECEPTIVE_FIELD_FRAMES,
+        warm_up=decoder.warm_up,
     )
     service.start()
     app.state.metrics.watch_codec(service.stats)
@@ -180,7 +203,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs=JobBuilder(settings, OrpheusAdapter()),
         voices=Voices(catalog, store),
     )
-    log.info("gateway ready: engine=%s codec=%s", engine.name, codec.device)
+    log.info(
+        "gateway up: engine=%s codec=%s decoder=%s %s%s",
+        engine.name,
+        codec.device,
+        decoder.mode,
+        settings.decode_dtype,
+        " (warming up: /ready answers 503 until done)" if service.warming else "",
+    )
     metrics: GatewayMetrics = app.state.metrics
     publisher = None
     if metrics.multiprocess_dir is not None:

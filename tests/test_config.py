@@ -38,6 +38,14 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("NORMALIZE_TEXT", "maybe"),
         ("SEGMENT_MAX_CHARS", "5"),
         ("SEGMENT_FIRST_MAX_CHARS", "300"),
+        ("DECODE_DTYPE", "int8"),
+        ("CUDA_GRAPH_BATCH", "[0.5, -1]"),
+        ("CUDA_GRAPH_BATCH", "[]"),
+        ("CUDA_GRAPH_BATCH", "0.5,,x"),
+        ("CUDA_GRAPH_BATCH", "[true]"),
+        ("CUDA_GRAPH_BATCH", "__import__('os').getcwd()"),
+        ("CUDA_GRAPH_BATCH", "61"),
+        ("CUDA_GRAPH_BATCH", "nan"),
     ],
 )
 def test_invalid_settings_name_the_variable(
@@ -73,3 +81,26 @@ def test_python_m_app_explains_a_model_that_cannot_load(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "start-up failed" in proc.stderr and "SNAC_MODEL" in proc.stderr
+
+
+def test_cuda_graph_buckets_are_seconds_as_json_or_a_comma_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().cuda_graph_batch == "auto"
+    monkeypatch.setenv("CUDA_GRAPH_BATCH", "[0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0]")
+    assert load_settings().cuda_graph_batch == [0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0]
+    monkeypatch.setenv("CUDA_GRAPH_BATCH", " 1.5, 0.5 ,1, 0.5")
+    assert load_settings().cuda_graph_batch == [0.5, 1.0, 1.5]
+    monkeypatch.setenv("CUDA_GRAPH_BATCH", "AUTO")
+    assert load_settings().cuda_graph_batch == "auto"
+
+
+def test_cuda_graphs_and_torch_compile_are_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_GRAPHS", "true")
+    monkeypatch.setenv("DECODE_DTYPE", "bfloat16")
+    settings = load_settings()
+    assert settings.cuda_graphs and not settings.torch_compile
+    assert settings.decode_dtype == "bfloat16"
+    monkeypatch.setenv("TORCH_COMPILE", "true")
+    with pytest.raises(SettingsError, match="alternatives"):
+        load_settings()

@@ -1,8 +1,9 @@
 """Probes: `/health` and `/live` (the process serves requests), `/ready` (it can synthesize).
 
-Ready means the codec is loaded with its codec worker thread running and at least one
-token backend replica in rotation answers; otherwise 503, so a load balancer routes
-elsewhere. A gateway draining for shutdown is not ready.
+Ready means the codec is loaded with its codec worker thread running and done warming
+up (CUDA graphs, torch.compile), and at least one token backend replica in rotation
+answers; otherwise 503, so a load balancer routes elsewhere. A gateway draining for
+shutdown is not ready.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ async def ready(request: Request) -> JSONResponse:
     gateway = deps.gateway_or_none(request)
     readiness = await gateway.readiness() if gateway is not None else None
     codec = readiness is not None and readiness.codec
+    warming = readiness is not None and readiness.warming
     backend = readiness is not None and readiness.backend
-    ok = codec and backend
+    ok = readiness is not None and readiness.ready
     body: dict[str, object] = {
         "status": "ready" if ok else "not_ready",
-        "codec": "loaded" if codec else "unavailable",
+        "codec": "warming_up" if warming else "loaded" if codec else "unavailable",
         "backend": "answering" if backend else "unavailable",
     }
     if readiness is not None and readiness.replicas is not None:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.audio.pcm import SAMPLES_PER_FRAME
-from app.codec.request import DecodeRequest
+from app.codec.request import DecodeRequest, exact_region
 from app.codec.tokens import Frames
 
 Pcm = npt.NDArray[np.float32]
@@ -52,14 +52,12 @@ def plan_groups(
     its exact region; otherwise it needs a group of its exact length. Groups come back
     ordered by their earliest request, so the caller's priority order is kept.
     """
-    margin = max(receptive_field, 1)
     order = sorted(range(len(requests)), key=lambda i: (-requests[i].length, i))
     groups: list[tuple[int, list[Slot]]] = []
     for i in order:
-        n = requests[i].length
-        first, end = requests[i].exact_region
-        right_ok = n - end >= margin
-        left_ok = first >= margin
+        r = requests[i]
+        n = r.length
+        left_ok, right_ok = paddable_sides(n, r.keep, r.pad, receptive_field=receptive_field)
         for length, slots in reversed(groups):  # shortest first: least padding
             extra = length - n
             if extra == 0:
@@ -74,6 +72,18 @@ def plan_groups(
         Group(length, tuple(sorted(slots, key=lambda s: s.index))) for length, slots in groups
     ]
     return sorted(planned, key=lambda g: g.slots[0].index)
+
+
+def paddable_sides(
+    length: int, keep: tuple[int, int], pad: int, *, receptive_field: int
+) -> tuple[bool, bool]:
+    """``(left, right)``: may frames be added on that side of a ``length``-frame window that
+    must return frames ``keep`` plus ``pad`` samples each side? Only where the exact region
+    lies at least ``receptive_field`` (and 1) frames from the edge: a true stream edge (no
+    context there) never is."""
+    margin = max(receptive_field, 1)
+    first, end = exact_region(length, keep, pad)
+    return first >= margin, length - end >= margin
 
 
 @dataclass(frozen=True)

@@ -69,5 +69,11 @@ class DecodeRequest:
     def exact_region(self) -> tuple[int, int]:
         """``(first, end)``: the frames whose samples must be exact, the kept ones and those
         that ``pad`` reaches into."""
-        reach = -(-self.pad // SAMPLES_PER_FRAME)
-        return max(0, self.keep[0] - reach), min(self.length, self.keep[1] + reach)
+        return exact_region(self.length, self.keep, self.pad)
+
+
+def exact_region(length: int, keep: tuple[int, int], pad: int) -> tuple[int, int]:
+    """``(first, end)`` frames of a ``length``-frame window whose samples must be exact when
+    frames ``keep`` and ``pad`` samples either side of them are asked for."""
+    reach = -(-pad // SAMPLES_PER_FRAME)
+    return max(0, keep[0] - reach), min(length, keep[1] + reach)

@@ -21,7 +21,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -78,10 +78,13 @@ class CodecService:
         receptive_field: int = 3,
         max_padding: float = 0.25,
         torch_threads: int | None = None,
+        warm_up: Callable[[Callable[[], bool]], object] | None = None,
     ) -> None:
         """``receptive_field``: frames of real context that make a window's kept region
         exact (3 for SNAC 24 kHz): batch padding stays farther out than that.
-        ``torch_threads``: set torch's intra-op threads when the worker starts."""
+        ``torch_threads``: set torch's intra-op threads when the worker starts.
+        ``warm_up``: prepares the codec (CUDA graphs, torch.compile) on the worker before
+        it serves; it is passed a predicate that turns true when the service closes."""
         if max_batch_size < 1 or queue_size < 1 or microsleep < 0 or receptive_field < 0:
             raise ValueError(
                 "max_batch_size and queue_size must be >= 1, microsleep/receptive_field >= 0"
@@ -98,6 +101,8 @@ class CodecService:
         self._counters = CodecCounters()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._warm_up = warm_up
+        self._warming = warm_up is not None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -119,6 +124,12 @@ class CodecService:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    @property
+    def warming(self) -> bool:
+        """The worker is preparing the codec; windows queue until it is done."""
+        with self._cond:
+            return self._warming
 
     # --- submission --------------------------------------------------------------------
 
@@ -174,6 +185,14 @@ class CodecService:
             import torch
 
             torch.set_num_threads(self._torch_threads)
+        if self._warm_up is not None:
+            try:
+                self._warm_up(lambda: self._closing)
+            except Exception:  # the codec still decodes, without what was not prepared
+                logger.exception("decoder warm-up failed; the shapes not prepared decode eagerly")
+            finally:
+                with self._cond:
+                    self._warming = False
         while True:
             jobs = self._next_jobs()
             if jobs is None:

@@ -10,10 +10,12 @@ function of the codes and windowed decoding can match one offline decode exactly
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,11 +33,12 @@ with warnings.catch_warnings():
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.codec.receptive import plan_stages, run_cropped
-from app.codec.tokens import Frames, codes_to_frames, frames_to_codes
+from app.codec.tokens import C1_SLOTS, C2_SLOTS, Frames, codes_to_frames
 from app.vocab import CODEBOOK_SIZE, TOKENS_PER_FRAME
 
 __all__ = [
     "CONFIG_FILE",
+    "DECODE_DTYPES",
     "SNAC",
     "SNAC_24KHZ_CONFIG",
     "WEIGHTS_FILE",
@@ -67,6 +70,12 @@ WEIGHTS_FILE: Final = "pytorch_model.bin"
 Pcm = npt.NDArray[np.float32]
 
 
+DECODE_DTYPES: Final = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
 RECEPTIVE_FIELD_FRAMES = 3
 """Frames of context each side after which a window decode equals the full decode
 (measured for SNAC 24 kHz; see docs/streaming.md)."""
@@ -87,17 +96,46 @@ class SnacCodec:
     are returned as zeros, so the result keeps the window's length.
     """
 
-    def __init__(self, model: SNAC, *, noise: bool = True, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: SNAC,
+        *,
+        noise: bool = True,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        """``dtype``: the decoder's precision; codes, the quantizer and encoding stay float32
+        (a half-precision nearest-code search would pick other codes)."""
         _check_config(model.sampling_rate, int(model.hop_length), list(model.vq_strides))
         model = model.eval()
         fold_weight_norm(model)
         if not noise:
             remove_noise(model)
         self.model: SNAC = model.to(device)
+        self.model.decoder.to(dtype)
         self.noise = noise
         self.device = device
+        self.dtype = dtype
         self.sample_rate: int = SAMPLE_RATE
         self._stages = plan_stages(model.decoder.model, SAMPLES_PER_FRAME // int(model.hop_length))
+
+    @property
+    def decoder_layers(self) -> list[nn.Module]:
+        """The decoder's top-level layers, the stages a cropped decode runs one by one."""
+        return list(self.model.decoder.model)
+
+    def set_decoder_layers(self, layers: Sequence[nn.Module]) -> None:
+        """Swap the top-level layers for equivalent ones (compiled, or the originals back)."""
+        sequence = self.model.decoder.model
+        if len(layers) != len(sequence):
+            raise ValueError(f"expected {len(sequence)} decoder layers, got {len(layers)}")
+        for i, layer in enumerate(layers):
+            sequence[i] = layer
+        if self._stages is not None:
+            self._stages = [
+                dataclasses.replace(stage, module=layer)
+                for stage, layer in zip(self._stages, layers, strict=True)
+            ]
 
     def decode(
         self, frames: npt.ArrayLike, *, keep: tuple[int, int] | None = None, pad: int = 0
@@ -125,14 +163,29 @@ class SnacCodec:
             return np.zeros((batch, n * SAMPLES_PER_FRAME), dtype=np.float32)
         if keep is not None and not (0 <= keep[0] < keep[1] <= n and pad >= 0):
             raise ValueError(f"keep {keep} / pad {pad} do not fit a window of {n} frames")
-        codes = [torch.from_numpy(c).to(self.device) for c in frames_to_codes(arr)]
+        if arr.min() < 0 or arr.max() >= CODEBOOK_SIZE:
+            # On CUDA an out-of-range code is a device-side assert that ends the process.
+            raise ValueError(f"codes must lie in [0, {CODEBOOK_SIZE})")
         with torch.inference_mode():
-            if keep is None or self._stages is None or keep == (0, n):
-                audio = self.model.decode(codes).reshape(batch, -1)
-            else:
-                z = self.model.quantizer.from_codes(codes)
-                audio = run_cropped(self._stages, z, n, keep, pad)
+            audio = self.decode_frames(torch.from_numpy(arr).to(self.device), keep=keep, pad=pad)
         return np.ascontiguousarray(audio.float().cpu().numpy())
+
+    def decode_frames(
+        self, frames: torch.Tensor, *, keep: tuple[int, int] | None = None, pad: int = 0
+    ) -> torch.Tensor:
+        """`decode_batch` as torch ops on the device: ``(B, n, 7)`` int64 codes to
+        ``(B, n * 2048)`` in ``dtype``, unchecked; what CUDA graphs capture."""
+        batch, n = int(frames.shape[0]), int(frames.shape[1])
+        # Basic indexing only: a list index is copied to the device on every call, which a
+        # CUDA graph cannot capture.
+        codes = [frames[..., 0]] + [
+            torch.stack([frames[..., i] for i in slots], dim=-1).reshape(batch, -1)
+            for slots in (C1_SLOTS, C2_SLOTS)
+        ]
+        z = self.model.quantizer.from_codes(codes).to(self.dtype)
+        if keep is None or self._stages is None or keep == (0, n):
+            return self.model.decoder(z).reshape(batch, -1)
+        return run_cropped(self._stages, z, n, keep, pad)
 
     def encode(self, pcm: npt.ArrayLike) -> Frames:
         """Frames ``(n, 7)`` of mono 24 kHz float PCM, zero-padded to whole frames."""
@@ -168,13 +221,19 @@ def remove_noise(model: nn.Module) -> int:
     return removed
 
 
-def load_codec(source: str, *, device: str = "auto", noise: bool = True) -> SnacCodec:
+def load_codec(
+    source: str, *, device: str = "auto", noise: bool = True, dtype: str = "float32"
+) -> SnacCodec:
     """Load SNAC 24 kHz from a local directory or a Hugging Face hub id.
 
     A directory needs ``config.json`` and ``pytorch_model.bin``. A hub id is
     fetched with huggingface_hub (cached; ``HF_HUB_OFFLINE=1`` uses the cache only).
+    ``dtype`` (float32, bfloat16, float16) is the decoder's precision.
     """
     resolved = _resolve_device(device)
+    precision = DECODE_DTYPES.get(dtype)
+    if precision is None:
+        raise CodecLoadError(f"unknown decode dtype {dtype!r}; use {', '.join(DECODE_DTYPES)}")
     if os.path.isdir(source):
         config_path, weights_path = _local_files(Path(source))
         config = _read_config(config_path, source)
@@ -198,7 +257,16 @@ def load_codec(source: str, *, device: str = "auto", noise: bool = True) -> Snac
             f"cannot load SNAC weights from {weights_path}: {exc}; the weights must match "
             f"{CONFIG_FILE} (re-download the model or fix the config)"
         ) from exc
-    return SnacCodec(model, noise=noise, device=resolved)
+    codec = SnacCodec(model, noise=noise, device=resolved, dtype=precision)
+    if precision != torch.float32:
+        try:  # not every device has every half-precision kernel: say so at start-up
+            codec.decode(np.zeros((2, TOKENS_PER_FRAME), dtype=np.int64), keep=(0, 1))
+        except Exception as exc:
+            raise CodecLoadError(
+                f"decoding in {dtype} on {resolved} failed ({type(exc).__name__}: {exc}); "
+                "set DECODE_DTYPE=float32"
+            ) from exc
+    return codec
 
 
 def _resolve_device(device: str) -> str:

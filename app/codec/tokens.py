@@ -19,8 +19,8 @@ from app.errors import InvalidAudioTokens
 from app.vocab import AUDIO_TOKEN_BASE, CODEBOOK_SIZE, TOKENS_PER_FRAME, token_slot_code
 
 # Positions inside a frame that belong to codebooks 1 and 2, in time order.
-_C1_SLOTS: Final = (1, 4)
-_C2_SLOTS: Final = (2, 3, 5, 6)
+C1_SLOTS: Final = (1, 4)
+C2_SLOTS: Final = (2, 3, 5, 6)
 
 Frames = npt.NDArray[np.int64]
 """Shape ``(n, 7)`` (or ``(..., n, 7)``): one row of codes per frame, in token order."""
@@ -39,8 +39,8 @@ def frames_to_codes(
     arr = _as_frames(frames)
     lead = arr.shape[:-2]
     c0 = np.ascontiguousarray(arr[..., 0])
-    c1 = np.ascontiguousarray(arr[..., list(_C1_SLOTS)]).reshape(*lead, -1)
-    c2 = np.ascontiguousarray(arr[..., list(_C2_SLOTS)]).reshape(*lead, -1)
+    c1 = np.ascontiguousarray(arr[..., list(C1_SLOTS)]).reshape(*lead, -1)
+    c2 = np.ascontiguousarray(arr[..., list(C2_SLOTS)]).reshape(*lead, -1)
     return c0, c1, c2
 
 
@@ -58,8 +58,8 @@ def codes_to_frames(c0: npt.ArrayLike, c1: npt.ArrayLike, c2: npt.ArrayLike) -> 
         )
     frames = np.empty((*lead, n, TOKENS_PER_FRAME), dtype=np.int64)
     frames[..., 0] = a0
-    frames[..., list(_C1_SLOTS)] = a1.reshape(*lead, n, 2)
-    frames[..., list(_C2_SLOTS)] = a2.reshape(*lead, n, 4)
+    frames[..., list(C1_SLOTS)] = a1.reshape(*lead, n, 2)
+    frames[..., list(C2_SLOTS)] = a2.reshape(*lead, n, 4)
     return frames
 
 

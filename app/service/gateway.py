@@ -34,10 +34,12 @@ class Readiness:
     """At least one token backend answers."""
     replicas: dict[str, str] | None = None
     """Each backend replica's circuit state (closed: in rotation), for HTTP backends."""
+    warming: bool = False
+    """The decoder is still capturing graphs or compiling (`CodecService.warming`)."""
 
     @property
     def ready(self) -> bool:
-        return self.codec and self.backend
+        return self.codec and self.backend and not self.warming
 
 
 @dataclass(frozen=True)
@@ -95,4 +97,9 @@ class Gateway:
         replicas = None
         if isinstance(self.engine, HttpCompletionsEngine):
             replicas = {h.url: str(h.state) for h in self.engine.replica_health()}
-        return Readiness(codec=codec, backend=await self.engine.ready(), replicas=replicas)
+        return Readiness(
+            codec=codec,
+            backend=await self.engine.ready(),
+            replicas=replicas,
+            warming=self.codec.warming,
+        )
