@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,8 +29,14 @@ def _note_cause(scope: Scope, cause: str | None) -> None:
 
 
 async def send_error(scope: Scope, send: Send, exc: GatewayError) -> None:
-    """Answer from ASGI middleware (auth, rate limits) with the envelope and status."""
+    """Answer from ASGI middleware (auth, rate limits) with the envelope and status; a
+    WebSocket handshake gets it as its denial response."""
     _note_cause(scope, exc.code)
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
+        "extensions", {}
+    ):
+        await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
+        return
 
     async def no_body() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -37,9 +45,14 @@ async def send_error(scope: Scope, send: Send, exc: GatewayError) -> None:
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    return validation_message(exc.errors())
+
+
+def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """A pydantic validation failure as one message naming the fields, and the first field."""
     parts: list[str] = []
     first_param: str | None = None
-    for err in exc.errors():
+    for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
         # Union members add their type name to the location; users know only the field.
         loc = [p for p in loc if not p[:1].isupper() and p not in ("str", "VoiceRef")]

@@ -65,7 +65,7 @@ class RawEncoder:
             raise ValueError(f"unknown encoding {encoding!r}")
         if rate < 1000:
             raise ValueError("rate must be at least 1000 Hz")
-        self.format = encoding
+        self.format: str = encoding
         self.rate = rate
         bare = f"{MEDIA_TYPES[encoding]};rate={rate}"
         self.media_type = "audio/wav" if container == "wav" else bare

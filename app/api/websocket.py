@@ -1,0 +1,335 @@
+"""What every WebSocket session surface shares: admission, one writer, timers, close codes.
+
+A surface (app/api/ws_native.py, app/api/deepgram.py) is a `SessionHandler`: it parses the
+client's messages into calls on a `SynthesisSession` and renders the session's events in
+its protocol. `run_session` drives it with three tasks: a reader (client messages), a
+writer (session events, through one `Sender`) and a watch (keepalives, the idle timeout,
+the shutdown drain). The first to end decides the close; the others are cancelled, and
+closing the session cancels its generations down to the backend requests.
+
+A client that reads nothing stalls its own session only: the session's event queue is
+bounded, the writer waits on the socket, and after WS_SEND_TIMEOUT_SECONDS without a send
+completing the session ends (close 1008) and frees its slot. uvicorn's own limits bound
+what it holds: one incoming message at a time (reading pauses until the app takes it),
+WS_MAX_MESSAGE_BYTES per message (1009 beyond) and its write buffer's high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from fastapi import WebSocket
+from fastapi.responses import JSONResponse, Response
+
+from app.api import deps
+from app.api.draining import ShuttingDown
+from app.api.limits import Slot
+from app.api.logs import request_id
+from app.api.middleware import incoming_request_id
+from app.audio.encoders import StreamingEncoder
+from app.config import Settings
+from app.errors import GatewayError, Overloaded
+from app.protocol import SynthesisOptions
+from app.service.gateway import Gateway
+from app.service.session import SynthesisSession
+from app.service.voices import Voice
+
+log = logging.getLogger(__name__)
+
+NORMAL, GOING_AWAY, POLICY, INTERNAL, RESTART, TRY_LATER = 1000, 1001, 1008, 1011, 1012, 1013
+CLOSE_TIMEOUT = 2.0
+"""How long a close may wait on a client; a stalled one is left to the transport."""
+
+
+def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's WebSocket settings for the gateway (`python -m app`, workers, tests)."""
+    return {
+        # websockets' sans-I/O implementation: write back-pressure and keepalive pings.
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+    }
+
+
+class CloseSession(Exception):
+    """End the session: ``error`` is reported in-band first (when the protocol does)."""
+
+    def __init__(self, code: int, reason: str = "", error: GatewayError | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.error = error
+
+
+class ClientStalled(Exception):
+    """A send made no progress within the send timeout: the client does not read."""
+
+
+class IdleTimeout(GatewayError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "idle_timeout"
+
+
+def close_code(exc: BaseException) -> int:
+    """The close code a session failure ends with."""
+    if isinstance(exc, ShuttingDown):
+        return RESTART
+    if isinstance(exc, Overloaded):
+        return TRY_LATER
+    if isinstance(exc, GatewayError) and 400 <= exc.status_code < 500:
+        return POLICY
+    return INTERNAL
+
+
+class Sender:
+    """The one path to the client: in order, each send bounded by the send timeout."""
+
+    def __init__(self, websocket: WebSocket, timeout: float) -> None:
+        self._websocket = websocket
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self.last_sent = time.monotonic()
+
+    async def json(self, payload: dict[str, Any]) -> None:
+        await self._send(self._websocket.send_json(payload))
+
+    async def bytes(self, data: bytes) -> None:
+        await self._send(self._websocket.send_bytes(data))
+
+    async def _send(self, sending: Awaitable[None]) -> None:
+        async with self._lock:
+            try:
+                await asyncio.wait_for(sending, self._timeout)
+            except TimeoutError as exc:
+                raise ClientStalled from exc
+            self.last_sent = time.monotonic()
+
+
+class SessionHandler(Protocol):
+    sender: Sender
+
+    @property
+    def busy(self) -> bool:
+        """Whether the session has work in flight (it is then not idle)."""
+        ...
+
+    async def on_message(self, text: str | None, data: bytes | None) -> None:
+        """One client message; raises CloseSession to end the session."""
+        ...
+
+    async def pump(self) -> None:
+        """Send the session's events until it ends (returns) or fails (CloseSession)."""
+        ...
+
+    def error_message(self, error: GatewayError) -> dict[str, Any] | None:
+        """The protocol's in-band error (None: the protocol sends none for it)."""
+        ...
+
+    def keepalive(self) -> dict[str, Any] | None: ...
+
+    async def aclose(self) -> None:
+        """Cancel whatever the session still runs."""
+        ...
+
+
+Start = Callable[[Gateway, Settings, str], Awaitable[tuple[SessionHandler, dict[str, str]]]]
+"""Builds a surface's handler and its handshake headers from the gateway, the settings and
+the request id; raises GatewayError to refuse the handshake."""
+
+
+async def serve(
+    websocket: WebSocket,
+    protocol: str,
+    start: Start,
+    *,
+    refuse: Callable[[GatewayError], Response] | None = None,
+) -> None:
+    """A whole session: checks and admission before the handshake (a refusal is an HTTP
+    response, ``refuse`` renders it), then `run_session`; the slot is freed however it ends."""
+    rid = session_request_id(websocket)
+    settings = deps.settings(websocket)
+    gateway = deps.gateway_or_none(websocket)
+    render = refuse or error_response
+    slot: Slot | None = None
+    try:
+        if gateway is None:
+            raise Overloaded(
+                "The gateway is starting; retry shortly.", headers={"Retry-After": "1"}
+            )
+        handler, headers = await start(gateway, settings, rid)
+        slot = admit(websocket)
+    except GatewayError as exc:
+        await deny(websocket, render(exc))
+        return
+    assert slot is not None
+    metrics = deps.metrics(websocket)
+    try:
+        raw = [(b"x-request-id", rid.encode())]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await websocket.accept(headers=raw)
+        ended = metrics.observe_session if metrics is not None else None
+        await run_session(
+            websocket,
+            handler,
+            settings,
+            on_end=(lambda code: ended(protocol, code)) if ended is not None else None,
+        )
+    finally:
+        slot.release()
+
+
+def open_session(
+    websocket: WebSocket,
+    gateway: Gateway,
+    voice: Voice,
+    options: SynthesisOptions,
+    encoder: Callable[[], StreamingEncoder],
+) -> SynthesisSession:
+    """A synthesis session whose lookahead segments take spare slots, as HTTP's do, and
+    whose utterances are counted in the metrics."""
+    metrics = deps.metrics(websocket)
+    return SynthesisSession(
+        gateway,
+        voice,
+        options,
+        encoder,
+        max_pending_chars=gateway.settings.ws_max_pending_chars,
+        extra_slot=deps.stream_slots(websocket).take_spare,
+        observe=metrics.observe_synthesis if metrics is not None else None,
+    )
+
+
+def admit(websocket: WebSocket) -> Slot:
+    """A stream slot for the whole session, before the handshake is accepted."""
+    drain = deps.drain(websocket)
+    if drain is not None:
+        drain.refuse_if_draining()
+    return deps.stream_slots(websocket).acquire()
+
+
+async def deny(websocket: WebSocket, response: Response) -> None:
+    """Refuse the handshake with an HTTP response (the ASGI denial extension), or 403."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(POLICY)
+
+
+def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error.envelope(), status_code=error.status_code, headers=error.headers | (headers or {})
+    )
+
+
+def session_request_id(websocket: WebSocket) -> str:
+    rid = incoming_request_id(websocket.scope)
+    websocket.scope.setdefault("state", {})["request_id"] = rid
+    request_id.set(rid)
+    return rid
+
+
+async def run_session(
+    websocket: WebSocket,
+    handler: SessionHandler,
+    settings: Settings,
+    *,
+    on_end: Callable[[int], None] | None = None,
+) -> None:
+    """Drive an accepted session until it ends; close with the code its end calls for.
+    ``on_end`` gets that code (1005: the client closed or left)."""
+    drain = deps.drain(websocket)
+    heard = time.monotonic()
+
+    async def read() -> str:
+        nonlocal heard
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return _LEFT
+            heard = time.monotonic()
+            await handler.on_message(message.get("text"), message.get("bytes"))
+
+    async def pump() -> str:
+        await handler.pump()
+        return _FINISHED
+
+    async def watch() -> CloseSession:
+        nonlocal heard
+        idle, every = settings.ws_idle_timeout_seconds, settings.ws_keepalive_seconds
+        tick = min(1.0, idle / 4, every / 2 if every else 1.0)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if handler.busy:
+                heard = now
+            if drain is not None and (
+                drain.aborting.is_set() or (drain.draining and not handler.busy)
+            ):
+                stop = ShuttingDown("The gateway is shutting down; reconnect to another replica.")
+                return CloseSession(RESTART, "shutting down", stop)
+            if now - heard > idle:
+                quiet = IdleTimeout(f"Nothing to speak for {idle:g} s: the session closed.")
+                return CloseSession(NORMAL, "idle timeout", quiet)
+            payload = handler.keepalive() if every else None
+            if payload is not None and now - handler.sender.last_sent >= every:
+                await handler.sender.json(payload)
+
+    tasks: list[asyncio.Future[str | CloseSession]] = [
+        asyncio.ensure_future(read()),
+        asyncio.ensure_future(pump()),
+        asyncio.ensure_future(watch()),
+    ]
+    code = 1005
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        first = next(task for task in tasks if task in done)
+        code = await _close(websocket, handler, first.exception() or first.result())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await handler.aclose()
+        if on_end is not None:
+            on_end(code)
+
+
+_LEFT, _FINISHED = "left", "finished"
+
+
+async def _close(
+    websocket: WebSocket, handler: SessionHandler, outcome: BaseException | CloseSession | str
+) -> int:
+    """Report the outcome in-band where there is one to report, then close."""
+    error: GatewayError | None = None
+    if outcome == _LEFT:
+        return 1005
+    if outcome == _FINISHED:
+        code, reason = NORMAL, ""
+    elif isinstance(outcome, ClientStalled):
+        log.warning("websocket client reads nothing: session ended")
+        code, reason = POLICY, "client not reading"
+    elif isinstance(outcome, CloseSession):
+        code, reason, error = outcome.code, outcome.reason, outcome.error
+    elif isinstance(outcome, GatewayError):
+        code, reason, error = close_code(outcome), outcome.code or "", outcome
+    else:
+        log.error(
+            "websocket session failed",
+            exc_info=outcome if isinstance(outcome, BaseException) else None,
+        )
+        code, reason = INTERNAL, "internal error"
+    payload = handler.error_message(error) if error is not None else None
+    # A stalled client cannot take these: the transport is left to uvicorn.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            if payload is not None:
+                await websocket.send_json(payload)
+            await websocket.close(code, reason)
+    return code
