@@ -127,7 +127,9 @@ def deepgram_error(error: GatewayError, request_id: str) -> JSONResponse:
     """Deepgram's error body and `dg-error` header, with the gateway's status."""
     code = (error.code or "bad_request").upper()
     body = {"err_code": code, "err_msg": error.message, "request_id": request_id}
-    headers = error.headers | {"dg-error": error.message, "dg-request-id": request_id}
+    # A header holds printable ASCII only; the message may quote what the client sent.
+    header = "".join(c if " " <= c <= "~" else "?" for c in error.message)
+    headers = error.headers | {"dg-error": header, "dg-request-id": request_id}
     return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 
@@ -141,23 +143,21 @@ def _headers(params: SpeakParams, request_id: str) -> dict[str, str]:
 
 @router.websocket("/v1/speak")
 async def speak_stream(websocket: WebSocket) -> None:
-    rid = str(uuid.uuid4())
-
     async def start(
-        gateway: Gateway, settings: Settings, _: str
+        gateway: Gateway, settings: Settings, rid: str
     ) -> tuple[DeepgramSession, dict[str, str]]:
         params = await speak_params(websocket, gateway, http=False)
         handler = DeepgramSession(websocket, gateway, params, rid)
         await handler.open()
         return handler, _headers(params, rid)
 
-    await serve(websocket, "deepgram", start, refuse=lambda exc: deepgram_error(exc, rid))
+    await serve(websocket, "deepgram", start, refuse=deepgram_error)
 
 
 @router.post("/v1/speak", response_model=None)
 async def speak(request: Request) -> Response:
     """Deepgram's REST form: `{"text": ...}` in, the audio streamed back."""
-    rid = str(uuid.uuid4())
+    rid = str(request.scope.get("state", {}).get("request_id") or uuid.uuid4())
     try:
         gateway = deps.gateway(request)
         params = await speak_params(request, gateway, http=True)

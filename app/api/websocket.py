@@ -149,14 +149,15 @@ async def serve(
     protocol: str,
     start: Start,
     *,
-    refuse: Callable[[GatewayError], Response] | None = None,
+    refuse: Callable[[GatewayError, str], Response] | None = None,
 ) -> None:
     """A whole session: checks and admission before the handshake (a refusal is an HTTP
-    response, ``refuse`` renders it), then `run_session`; the slot is freed however it ends."""
+    response, ``refuse`` renders it with the request id), then `run_session`; the slot is
+    freed however it ends."""
     rid = session_request_id(websocket)
     settings = deps.settings(websocket)
     gateway = deps.gateway_or_none(websocket)
-    render = refuse or error_response
+    render = refuse or (lambda error, _: error_response(error))
     slot: Slot | None = None
     try:
         if gateway is None:
@@ -166,23 +167,33 @@ async def serve(
         handler, headers = await start(gateway, settings, rid)
         slot = admit(websocket)
     except GatewayError as exc:
-        await deny(websocket, render(exc))
+        await deny(websocket, render(exc, rid))
         return
     assert slot is not None
     metrics = deps.metrics(websocket)
+    started, code = time.monotonic(), 1005
+
+    def ended(close: int) -> None:
+        nonlocal code
+        code = close
+        if metrics is not None:
+            metrics.observe_session(protocol, close)
+
     try:
         raw = [(b"x-request-id", rid.encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await websocket.accept(headers=raw)
-        ended = metrics.observe_session if metrics is not None else None
-        await run_session(
-            websocket,
-            handler,
-            settings,
-            on_end=(lambda code: ended(protocol, code)) if ended is not None else None,
-        )
+        await run_session(websocket, handler, settings, on_end=ended)
     finally:
         slot.release()
+        seconds = time.monotonic() - started
+        log.info(
+            "websocket %s closed %d after %.1f s",
+            websocket.url.path,
+            code,
+            seconds,
+            extra={"protocol": protocol, "close_code": code, "duration_ms": round(seconds * 1e3)},
+        )
 
 
 def open_session(

@@ -160,8 +160,7 @@ class SynthesisSession:
         return await self._events.get()
 
     async def append(self, text: str) -> None:
-        if self.finishing:
-            raise InvalidRequest("The session is finishing: it takes no more text.")
+        self._refuse_if_finishing()
         if self.pending_chars + len(text) > self._max_pending:
             raise InvalidRequest(
                 f"More than {self._max_pending} characters would wait to be spoken; "
@@ -175,6 +174,7 @@ class SynthesisSession:
 
     async def flush(self) -> int:
         """Speak what is buffered; returns the id its `Flushed` event will carry."""
+        self._refuse_if_finishing()
         await self._speak(self._buffer.flush())
         key = next(self._flushes)
         self._epoch().put(Boundary(key))
@@ -194,6 +194,8 @@ class SynthesisSession:
         """Cancel every generation, drop queued text and audio; `Cleared` comes next."""
         self._buffer.clear()
         await self._stop()
+        # The client drops the audio it holds: the next chunks must not wait on it.
+        self._playback = Playback(self.options.speed)
         while not self._events.empty():
             self._events.get_nowait()
         self._events.put_nowait(Cleared())
@@ -204,6 +206,12 @@ class SynthesisSession:
 
     async def aclose(self) -> None:
         await self._stop()
+
+    def _refuse_if_finishing(self) -> None:
+        if self.finishing:
+            raise InvalidRequest(
+                "The session is finishing: it takes no more text.", code="session_finishing"
+            )
 
     async def _stop(self) -> None:
         task, self._task, self._feed = self._task, None, None

@@ -153,6 +153,7 @@ async def test_every_encoding_and_rate_over_the_websocket(
         ("model=aura-2-nobody-en", "model"),
         ("speed=9", "speed"),
         ("mip_opt_out=maybe", "mip_opt_out"),
+        ("model=aura-%E2%98%83-en", "model"),  # quoted back in an ASCII header
     ],
 )
 async def test_bad_parameters_are_refused_at_the_handshake(

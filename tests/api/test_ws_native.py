@@ -211,6 +211,21 @@ async def test_changing_the_session_while_it_speaks_is_refused(url: str, vllm: V
     assert error["code"] == "session_busy"
 
 
+async def test_after_done_more_text_is_refused_and_the_end_still_comes(
+    url: str, vllm: VLLMServer
+) -> None:
+    got = Received()
+    async with connect(url) as ws:
+        await send(ws, type="input_text.append", text="Last words.")
+        await send(ws, type="input_text.done")
+        await send(ws, type="input_text.append", text="One more.")
+        await send(ws, type="input_text.flush")
+        await read_until(ws, got, "never")
+    assert [e["error"]["code"] for e in got.of("error")] == ["session_finishing"] * 2
+    assert [e["text"] for e in got.of("segment.done")] == ["Last words."]
+    assert got.types()[-1] == "session.done" and got.close_code == 1000
+
+
 async def test_a_backend_failure_is_reported_and_closes_1011(url: str, vllm: VLLMServer) -> None:
     vllm.push(Script(status=503, body={"error": {"message": "engine dead", "code": 503}}))
     got = Received()
