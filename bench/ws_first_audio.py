@@ -25,9 +25,7 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,25 +37,14 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import long_input_ttfa as lt
 import realtime_pacing as rp
 
-FIRST = "The meeting moved to Thursday at 3:30 in the afternoon."
-REST = (
-    "Everyone should bring the quarterly figures, which rose by 12 percent. "
+FIRST = lt.FIRST
+REPLY = (
+    f"{FIRST} Everyone should bring the quarterly figures, which rose by 12 percent. "
     "Please send your questions to Dr. Patel before Wednesday. Lunch will be provided."
 )
-REPLY = f"{FIRST} {REST}"
-
-
-async def http_first_audio(client: httpx.AsyncClient, url: str) -> float:
-    body = {"model": "tts-1", "voice": "tara", "input": REPLY, "response_format": "pcm"}
-    started = time.perf_counter()
-    async with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
-        response.raise_for_status()
-        async for chunk in response.aiter_raw():
-            if chunk:
-                return time.perf_counter() - started
-    raise RuntimeError("no audio")
 
 
 WORDS = [f"{w} " for w in REPLY.split()]
@@ -117,7 +104,7 @@ async def run(url: str, rounds: int, words_per_second: float) -> dict[str, list[
 
         async def once(kind: str) -> Timing:
             if kind == "http":
-                ttfa = await http_first_audio(client, url)
+                ttfa = await lt.ttfa(client, url, REPLY)
                 return ttfa, writing + ttfa
             if kind == "native":
                 return await native_first_audio(url, words_per_second)
@@ -143,21 +130,8 @@ def main() -> None:
     from app.demo.random_snac import write_random_snac
 
     snac = write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=args.codec == "tiny")
-    port = rp.free_port()
-    backend = subprocess.Popen(
-        [sys.executable, rp.__file__, "--serve-backend", str(port), "--rate", str(args.rate)]
-    )
-    try:
-        rp.wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
-        gateway = rp.start_gateway(f"http://127.0.0.1:{port}", snac, {})
-        try:
-            results = asyncio.run(run(gateway.url, args.rounds, args.words_per_second))
-        finally:
-            gateway.process.send_signal(signal.SIGINT)
-            gateway.process.wait(30)
-    finally:
-        backend.terminate()
-        backend.wait(10)
+    with rp.paced_gateway(args.rate, snac) as gateway:
+        results = asyncio.run(run(gateway.url, args.rounds, args.words_per_second))
     print(
         f"# {platform.node()} {os.cpu_count()} CPUs, codec {args.codec}, {args.rate:g} tokens/s, "
         f"{args.words_per_second:g} words/s, load {os.getloadavg()[0]:.2f}"
