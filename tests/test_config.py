@@ -24,6 +24,11 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(settings.voice_aliases.values()) <= {"tara", "leo"}
     monkeypatch.setenv("SPEAKERS", '["tara"]')
     assert load_settings().speakers == ["tara"]
+    # So do the built-in Deepgram models; a table of one's own replaces them.
+    monkeypatch.setenv("SPEAKERS", "tara, leo")
+    assert set(load_settings().deepgram_voices.values()) <= {"tara", "leo"}
+    monkeypatch.setenv("DEEPGRAM_VOICES", "aura-2-zeus-en=leo, my-model=tara")
+    assert load_settings().deepgram_voices == {"aura-2-zeus-en": "leo", "my-model": "tara"}
 
 
 @pytest.mark.parametrize(
@@ -37,6 +42,9 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("NORMALIZE_TEXT", "maybe"),
         ("SEGMENT_MAX_CHARS", "5"),
         ("SEGMENT_FIRST_MAX_CHARS", "300"),
+        ("DEEPGRAM_VOICES", "aura-2-helena-en=nobody"),
+        ("WS_IDLE_TIMEOUT_SECONDS", "0"),
+        ("WS_MAX_PENDING_CHARS", "10"),
     ],
 )
 def test_invalid_settings_name_the_variable(

@@ -204,7 +204,8 @@ def open_session(
     encoder: Callable[[], StreamingEncoder],
 ) -> SynthesisSession:
     """A synthesis session whose lookahead segments take spare slots, as HTTP's do, and
-    whose utterances are counted in the metrics."""
+    whose utterances are counted in the metrics; refused (503) while the decoder is full."""
+    gateway.pipeline.check_capacity()
     metrics = deps.metrics(websocket)
     return SynthesisSession(
         gateway,

@@ -120,11 +120,12 @@ async def test_one_connection_serves_utterance_after_utterance(base: str, vllm: 
     assert got.close_code == 1000
 
 
-@pytest.mark.parametrize(
-    ("encoding", "rate"),
-    [("linear16", r) for r in (8000, 16000, 24000, 32000, 48000)]
-    + [(e, r) for e in ("mulaw", "alaw") for r in (8000, 16000)],
-)
+EVERY_FORMAT = [("linear16", r) for r in (8000, 16000, 24000, 32000, 48000)] + [
+    (e, r) for e in ("mulaw", "alaw") for r in (8000, 16000)
+]
+
+
+@pytest.mark.parametrize(("encoding", "rate"), EVERY_FORMAT)
 async def test_every_encoding_and_rate_over_the_websocket(
     base: str, vllm: VLLMServer, encoding: str, rate: int
 ) -> None:
@@ -140,6 +141,17 @@ async def test_every_encoding_and_rate_over_the_websocket(
         await send(ws, type="Close")
         await read_until(ws, got, "never", header=False)
     assert got.close_code == 1000
+
+
+async def test_speed_changes_the_tempo(base: str, vllm: VLLMServer) -> None:
+    got = Received()
+    url = ws_url(base, "/v1/speak?encoding=linear16&sample_rate=16000&speed=2")
+    async with connect(url, additional_headers=AUTH) as ws:
+        await send(ws, type="Speak", text="Hello there. ")
+        await send(ws, type="Close")
+        await read_until(ws, got, "never", header=False)
+    samples = len(got.audio()) // 2
+    assert samples == pytest.approx(SEGMENT * 16000 / SAMPLE_RATE / 2, rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -253,10 +265,7 @@ async def test_a_backend_failure_is_an_error_and_close_1011(base: str, vllm: VLL
 
 
 @pytest.mark.parametrize("container", ["none", "wav"])
-@pytest.mark.parametrize(
-    ("encoding", "rate"),
-    [("linear16", 24000), ("linear16", 16000), ("mulaw", 8000), ("alaw", 8000)],
-)
+@pytest.mark.parametrize(("encoding", "rate"), EVERY_FORMAT)
 def test_the_http_form_streams_every_encoding(
     base: str, vllm: VLLMServer, encoding: str, rate: int, container: str
 ) -> None:
