@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 from app.api import deps
 from app.api.deepgram_session import DeepgramSession, model_uuid
 from app.api.responses import synthesis_response
-from app.api.websocket import serve
+from app.api.ws_serve import serve
 from app.audio.pcm import SAMPLE_RATE
 from app.audio.raw import Container, RawEncoder, RawEncoding
 from app.audio.speed import MAX_SPEED, MIN_SPEED

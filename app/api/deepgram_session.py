@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket
 
-from app.api.websocket import CloseSession, IdleTimeout, Sender, close_code, open_session
+from app.api.websocket import CloseSession, IdleTimeout, Sender, close_code
+from app.api.ws_serve import open_session
 from app.errors import GatewayError
 from app.service.gateway import Gateway
 from app.service.session import Audio, Cleared, Failed, Finished, Flushed, SynthesisSession

@@ -20,7 +20,8 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.errors import validation_message
-from app.api.websocket import CloseSession, Sender, close_code, open_session, serve
+from app.api.websocket import CloseSession, Sender, close_code
+from app.api.ws_serve import open_session, serve
 from app.audio.encoders import create_encoder
 from app.audio.formats import ResponseFormat
 from app.audio.pcm import SAMPLE_RATE

@@ -28,12 +28,9 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from app.audio.encoders import StreamingEncoder
 from app.audio.joins import SegmentJoiner
 from app.audio.schedule import Playback
-from app.audio.speed import TempoStream
 from app.errors import InvalidRequest
 from app.protocol import SynthesisOptions
 from app.service.gateway import Gateway
@@ -45,7 +42,8 @@ from app.service.segmented import (
     SegmentFeed,
     feed_pcm,
 )
-from app.service.speech import Segment, SynthesisStats, finalize, write_pcm
+from app.service.speech import Segment, SynthesisStats
+from app.service.utterance import Utterance
 from app.service.voices import Voice
 from app.text.incremental import SentenceBuffer
 
@@ -246,7 +244,7 @@ class SynthesisSession:
     async def _run(self, feed: SegmentFeed[_Entry]) -> None:
         pipeline = self._gateway.pipeline
         cfg = pipeline.config
-        utterance = _Utterance(self._new_encoder, self.options.speed)
+        utterance = Utterance(self._new_encoder, self.options.speed)
         events = feed_pcm(
             feed,
             lambda entry: pipeline.segment_pcm(entry.segment, entry.stats, self._playback),
@@ -259,7 +257,7 @@ class SynthesisSession:
                 async for event in events:
                     if isinstance(event, SegmentAudio):
                         entry = event.segment
-                        data = await utterance.write(entry, event.pcm)
+                        data = await utterance.write(entry.index, entry.stats, event.pcm)
                         if data:
                             await self._events.put(Audio(entry.index, data))
                     elif isinstance(event, SegmentEnd):
@@ -288,82 +286,18 @@ class SynthesisSession:
         finally:
             utterance.close()
 
-    async def _end_utterance(self, utterance: _Utterance, segment: int | None) -> None:
+    async def _end_utterance(self, utterance: Utterance, segment: int | None) -> None:
         tail = await utterance.end()
-        if tail and segment is not None:
-            await self._events.put(Audio(segment, tail))
-        elif tail and utterance.last_segment is not None:
-            await self._events.put(Audio(utterance.last_segment, tail))
+        owner = segment if segment is not None else utterance.last_segment
+        if tail and owner is not None:
+            await self._events.put(Audio(owner, tail))
         self._record(utterance, None)
 
     def _record(
-        self, utterance: _Utterance, error: Exception | None, *, cancelled: bool = False
+        self, utterance: Utterance, error: Exception | None, *, cancelled: bool = False
     ) -> None:
         stats = utterance.take_stats()
         if stats is not None and self._observe is not None:
             if cancelled or error is not None:
                 stats.finished = None  # counted as cancelled (or failed), not as done
             self._observe(stats, error)
-
-
-class _Utterance:
-    """The tempo filter and encoder of the utterance being spoken, and its totals."""
-
-    def __init__(self, new_encoder: Callable[[], StreamingEncoder], speed: float) -> None:
-        self._new_encoder = new_encoder
-        self._speed = speed
-        self._encoder: StreamingEncoder | None = None
-        self._tempo: TempoStream | None = None
-        self._stats: SynthesisStats | None = None
-        self.last_segment: int | None = None
-
-    async def write(self, entry: _Entry, pcm: np.ndarray) -> bytes:
-        if self._encoder is None:
-            self._encoder = self._new_encoder()
-            self._tempo = TempoStream(self._speed) if self._speed != 1.0 else None
-        stats = entry.stats
-        if stats.first_audio is None:
-            stats.first_audio = time.perf_counter()
-        stats.audio_samples += pcm.size
-        if self._tempo is not None:
-            pcm = self._tempo.process(pcm)
-        stats.output_samples += pcm.size
-        self.last_segment = entry.index
-        return await write_pcm(self._encoder, pcm) if pcm.size else b""
-
-    async def end(self) -> bytes:
-        """The utterance's last bytes; the next write starts a new encoder."""
-        encoder, tempo = self._encoder, self._tempo
-        self._encoder = self._tempo = None
-        if encoder is None:
-            return b""
-        tail = b""
-        if tempo is not None:
-            rest = tempo.flush()
-            if self._stats is not None:
-                self._stats.output_samples += rest.size
-            if rest.size:
-                tail += await write_pcm(encoder, rest)
-        return tail + await finalize(encoder)
-
-    def absorb(self, part: SynthesisStats) -> None:
-        total = self._stats
-        if total is None:
-            total = self._stats = SynthesisStats(started=part.started)
-            total.first_audio = part.first_audio
-        for name in (
-            "prompt_tokens", "completion_tokens", "frames", "audio_samples", "output_samples",
-            "invalid_tokens", "non_audio_tokens", "segments", "truncated_segments",
-        ):  # fmt: skip
-            setattr(total, name, getattr(total, name) + getattr(part, name))
-        total.finish_reason = part.finish_reason
-        total.finished = part.finished
-
-    def take_stats(self) -> SynthesisStats | None:
-        stats, self._stats = self._stats, None
-        return stats
-
-    def close(self) -> None:
-        if self._encoder is not None:
-            self._encoder.close()
-            self._encoder = None
