@@ -26,6 +26,12 @@ PATH = "/v1/audio/speech/stream"
 SPEECH = {"model": "tts-1", "voice": "tara", "input": "Hi.", "response_format": "pcm"}
 
 
+@pytest.fixture
+def backend() -> Iterator[VLLMServer]:
+    with VLLMServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def base(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
     settings = gateway_settings(
@@ -142,24 +148,44 @@ async def test_a_session_holds_a_stream_slot_and_handshakes_are_rate_limited(
     assert limited.value.response.status_code == 429
 
 
-def test_sigterm_closes_an_idle_session_with_1012(
-    tmp_path: Path, tiny_snac_dir: Path, api_vllm: VLLMServer
+def test_sigterm_closes_idle_sessions_at_once_and_busy_ones_at_the_grace_period(
+    tmp_path: Path, tiny_snac_dir: Path, backend: VLLMServer
 ) -> None:
-    env = backend_env(api_vllm.url, tiny_snac_dir, tmp_path, SHUTDOWN_GRACE_SECONDS="20")
+    backend.default_script = lambda body: Script(frames=400, delay=1 / 82)  # ~34 s
+    env = backend_env(backend.url, tiny_snac_dir, tmp_path, SHUTDOWN_GRACE_SECONDS="2")
 
-    async def session(url: str, gateway: GatewayProcess) -> tuple[Received, float]:
+    async def session(url: str, text: str | None, ready: asyncio.Event) -> tuple[Received, float]:
         got = Received()
         async with connect(ws_url(url, PATH)) as ws:
             await send(ws, type="session.update")
             await read_until(ws, got, "session.ready")
-            gateway.terminate()
-            signalled = time.monotonic()
+            if text is not None:
+                await send(ws, type="input_text.append", text=text)
+                await read_until(ws, got, "<binary>")
+            ready.set()
+            await signalled.wait()
+            started = time.monotonic()
             await read_until(ws, got, "never", within=15)
-        return got, time.monotonic() - signalled
+        return got, time.monotonic() - started
 
+    async def run(gateway: GatewayProcess) -> list[tuple[Received, float]]:
+        ready = [asyncio.Event(), asyncio.Event()]
+        sessions = [
+            asyncio.create_task(session(gateway.url, None, ready[0])),
+            asyncio.create_task(session(gateway.url, "A long answer. ", ready[1])),
+        ]
+        await asyncio.gather(*(event.wait() for event in ready))
+        gateway.terminate()
+        signalled.set()
+        return await asyncio.gather(*sessions)
+
+    signalled = asyncio.Event()
     with GatewayProcess(env, tmp_path / "gateway.log") as gateway:
-        got, took = asyncio.run(session(gateway.url, gateway))
+        (idle, idle_took), (busy, busy_took) = asyncio.run(run(gateway))
         assert gateway.wait(15) in (0, -15), gateway.log()
-    assert got.of("error")[0]["error"]["code"] == "shutting_down"
-    assert got.close_code == 1012
-    assert took < 5.0  # not the 20 s grace: an idle session has nothing to finish
+    for got in (idle, busy):
+        assert got.of("error")[-1]["error"]["code"] == "shutting_down"
+        assert got.close_code == 1012
+    assert idle_took < 1.5  # an idle session has nothing to finish
+    assert 1.5 <= busy_took < 6.0  # the busy one had until the grace period
+    assert all(r.disconnected_at is not None for r in backend.completions)

@@ -249,6 +249,15 @@ async def test_too_much_waiting_text_closes_1008(url: str, vllm: VLLMServer) -> 
     assert got.close_code == 1008
 
 
+async def test_a_message_over_the_size_limit_closes_1009(url: str, vllm: VLLMServer) -> None:
+    got = Received()
+    async with connect(url, max_size=None) as ws:
+        await send(ws, type="input_text.append", text="x" * (1024 * 1024 + 1))
+        await read_until(ws, got, "never")
+    assert got.close_code == 1009
+    assert not vllm.completions
+
+
 async def test_the_sessions_hold_stream_slots(url: str, vllm: VLLMServer) -> None:
     base = url.replace("ws://", "http://").removesuffix(PATH)
     async with connect(url) as ws:
