@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import uvicorn
 
 from app.api.logs import configure_logging
+from app.api.websocket import uvicorn_ws_options
 from app.config import SettingsError, load_settings
 from app.main import create_app
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         # Streams are drained by the app before uvicorn shuts down (app/api/draining.py):
         # this bounds only what is left, such as an upload still arriving.
         "timeout_graceful_shutdown": _LEFTOVER_SECONDS,
+        **uvicorn_ws_options(settings),
     }
     if settings.workers > 1:
         from app.workers import serve_workers

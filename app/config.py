@@ -33,6 +33,23 @@ DEFAULT_VOICE_ALIASES: dict[str, str] = {
     "cedar": "zac",
 }
 
+# Deepgram's Aura models (`/v1/speak?model=...`), mapped onto the Orpheus voices by rough
+# timbre; the defaults of pipecat (helena) and LiveKit (andromeda) first.
+DEFAULT_DEEPGRAM_VOICES: dict[str, str] = {
+    "aura-2-helena-en": "tara",
+    "aura-2-andromeda-en": "leah",
+    "aura-2-thalia-en": "jess",
+    "aura-2-asteria-en": "mia",
+    "aura-2-luna-en": "zoe",
+    "aura-2-apollo-en": "leo",
+    "aura-2-orion-en": "dan",
+    "aura-2-arcas-en": "zac",
+    "aura-asteria-en": "mia",
+    "aura-luna-en": "zoe",
+    "aura-orion-en": "dan",
+    "aura-arcas-en": "zac",
+}
+
 
 def _split_list(value: object) -> object:
     """Accept `a,b,c` as well as a JSON list for list-valued variables."""
@@ -134,6 +151,25 @@ class Settings(BaseSettings):
     segment_lookahead: int = Field(default=1, ge=0, le=8)
     segment_pause_ms: float = Field(default=150.0, ge=0.0, le=5000.0)
 
+    # --- WebSocket sessions (docs/websocket.md) ---
+    ws_idle_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Close a session with no text and no work this long."
+    )
+    ws_keepalive_seconds: float = Field(
+        default=10.0, ge=0, description="Send a keepalive after this long silent; 0: off"
+    )
+    ws_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="End a session whose client reads nothing this long."
+    )
+    ws_max_pending_chars: int = Field(
+        default=16_384, ge=100, description="Text a session may hold not yet spoken."
+    )
+    ws_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    deepgram_voices: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_DEEPGRAM_VOICES),
+        description="Deepgram `model` names accepted by /v1/speak and the voice each speaks.",
+    )
+
     # --- codec ---
     snac_model: str = "hubertsiuzdak/snac_24khz"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -191,7 +227,7 @@ class Settings(BaseSettings):
     def _seconds(cls, value: object) -> object:
         return _seconds_list(value)
 
-    @field_validator("voice_aliases", mode="before")
+    @field_validator("voice_aliases", "deepgram_voices", mode="before")
     @classmethod
     def _aliases(cls, value: object) -> object:
         if isinstance(value, str):
@@ -235,6 +271,7 @@ class Settings(BaseSettings):
                 for alias, voice in self.voice_aliases.items()
             }
         _check_aliases(self.voice_aliases, self.speakers)
+        self.deepgram_voices = self._onto_speakers("deepgram_voices")
         if self.backend_backoff_seconds > self.backend_max_backoff_seconds:
             raise ValueError("BACKEND_BACKOFF_SECONDS must not exceed BACKEND_MAX_BACKOFF_SECONDS")
         if self.chunk_first_frames > self.chunk_max_frames:
@@ -244,6 +281,17 @@ class Settings(BaseSettings):
         if self.segment_first_max_chars > self.segment_max_chars:
             raise ValueError("SEGMENT_FIRST_MAX_CHARS must not exceed SEGMENT_MAX_CHARS")
         return self
+
+    def _onto_speakers(self, name: str) -> dict[str, str]:
+        """A table of names onto SPEAKERS, checked; a built-in table (not set by the user)
+        must not break a custom SPEAKERS list, so its other voices become the default."""
+        table: dict[str, str] = getattr(self, name)
+        if name not in self.model_fields_set:
+            table = {k: v if v in self.speakers else self.default_speaker for k, v in table.items()}
+        unknown = {k: v for k, v in table.items() if v not in self.speakers}
+        if unknown:
+            raise ValueError(f"{name.upper()} map to voices not in SPEAKERS: {unknown}")
+        return table
 
     @property
     def backend_urls(self) -> list[str]:

@@ -10,7 +10,18 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, normalize, saved_voices, speech, vc, voices, web
+from app.api import (
+    deepgram,
+    health,
+    metrics,
+    normalize,
+    saved_voices,
+    speech,
+    vc,
+    voices,
+    web,
+    ws_native,
+)
 from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
 from app.api.draining import Drain, install_sigterm_drain
 from app.api.errors import install_error_handlers
@@ -248,6 +259,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_protection(app, settings)
     install_error_handlers(app)
     app.include_router(speech.router)
+    app.include_router(ws_native.router)
+    app.include_router(deepgram.router)
     app.include_router(voices.router)
     app.include_router(vc.router)
     app.include_router(saved_voices.router)

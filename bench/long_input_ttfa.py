@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -76,21 +74,8 @@ def main() -> None:
     from app.demo.random_snac import write_random_snac
 
     snac = write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=args.codec == "tiny")
-    port = rp.free_port()
-    backend = subprocess.Popen(
-        [sys.executable, rp.__file__, "--serve-backend", str(port), "--rate", str(args.rate)]
-    )
-    try:
-        rp.wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
-        gateway = rp.start_gateway(f"http://127.0.0.1:{port}", snac, {})
-        try:
-            results = asyncio.run(run(gateway.url, args.rounds))
-        finally:
-            gateway.process.send_signal(signal.SIGINT)
-            gateway.process.wait(30)
-    finally:
-        backend.terminate()
-        backend.wait(10)
+    with rp.paced_gateway(args.rate, snac) as gateway:
+        results = asyncio.run(run(gateway.url, args.rounds))
     print(
         f"# {platform.node()} {os.cpu_count()} CPUs, codec {args.codec}, {args.rate:g} tokens/s, "
         f"long input {len(long_input())} characters, load {os.getloadavg()[0]:.2f}"

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +175,34 @@ def start_gateway(
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/ready")
     return Gateway(process, url)
+
+
+@contextmanager
+def paced_backend(rate: float, frames: int | None = None) -> Iterator[str]:
+    """This script with ``--serve-backend``, streaming ``frames`` at ``rate``; its URL."""
+    port = free_port()
+    command = [sys.executable, __file__, "--serve-backend", str(port), "--rate", str(rate)]
+    backend = subprocess.Popen(command + (["--frames", str(frames)] if frames else []))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        backend.terminate()
+        backend.wait(10)
+
+
+@contextmanager
+def paced_gateway(
+    rate: float, snac_dir: Path, env_extra: dict[str, str] | None = None
+) -> Iterator[Gateway]:
+    """The paced backend and a gateway fed by it."""
+    with paced_backend(rate) as url:
+        gateway = start_gateway(url, snac_dir, env_extra or {})
+        try:
+            yield gateway
+        finally:
+            gateway.process.send_signal(signal.SIGINT)
+            gateway.process.wait(30)
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -323,26 +353,12 @@ def main() -> None:
     rows = []
     schedules = [s for s in args.schedule.split(",") if s] or [""]
     for rate in [float(r) for r in args.rates.split(",")]:
-        port = free_port()
-        backend = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve-backend",
-                str(port),
-                "--rate",
-                str(rate),
-                "--frames",
-                str(args.frames),
-            ]
-        )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
+        with paced_backend(rate, args.frames) as backend:
             variants = [(ROOT, schedule) for schedule in schedules]
             variants += [(root.resolve(), "") for root in args.gateway_root]
             for root, schedule in variants:
                 env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
-                gateway = start_gateway(f"http://127.0.0.1:{port}", snac_dir, env, root)
+                gateway = start_gateway(backend, snac_dir, env, root)
                 name = (schedule or "default") if root == ROOT else f"root:{root.name}"
                 try:
                     for fmt in args.formats.split(","):
@@ -354,9 +370,6 @@ def main() -> None:
                 finally:
                     gateway.process.send_signal(signal.SIGINT)
                     gateway.process.wait(30)
-        finally:
-            backend.terminate()
-            backend.wait(10)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -24,6 +24,11 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(settings.voice_aliases.values()) <= {"tara", "leo"}
     monkeypatch.setenv("SPEAKERS", '["tara"]')
     assert load_settings().speakers == ["tara"]
+    # So do the built-in Deepgram models; a table of one's own replaces them.
+    monkeypatch.setenv("SPEAKERS", "tara, leo")
+    assert set(load_settings().deepgram_voices.values()) <= {"tara", "leo"}
+    monkeypatch.setenv("DEEPGRAM_VOICES", "aura-2-zeus-en=leo, my-model=tara")
+    assert load_settings().deepgram_voices == {"aura-2-zeus-en": "leo", "my-model": "tara"}
 
 
 @pytest.mark.parametrize(
@@ -46,6 +51,9 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CUDA_GRAPH_BATCH", "__import__('os').getcwd()"),
         ("CUDA_GRAPH_BATCH", "61"),
         ("CUDA_GRAPH_BATCH", "nan"),
+        ("DEEPGRAM_VOICES", "aura-2-helena-en=nobody"),
+        ("WS_IDLE_TIMEOUT_SECONDS", "0"),
+        ("WS_MAX_PENDING_CHARS", "10"),
     ],
 )
 def test_invalid_settings_name_the_variable(

@@ -1,7 +1,10 @@
 """API keys: `Authorization: Bearer <key>` against API_KEYS and/or API_KEYS_FILE.
 
-With no keys configured the gateway is open. Keys are compared in constant time,
-against every configured key, so timing reveals neither a key nor which one matched.
+`Authorization: Token <key>` (what Deepgram clients send) is the same key. WebSocket
+handshakes are checked like HTTP requests and refused with the same 401 (the ASGI
+denial response) before any session starts. With no keys configured the gateway is open.
+Keys are compared in constant time, against every configured key, so timing reveals
+neither a key nor which one matched.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def bearer_token(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
+            if scheme.lower() in ("bearer", "token") and token.strip():
                 return str(token.strip())
             return None
     return None
@@ -63,10 +66,10 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] != "http"
+            scope["type"] not in ("http", "websocket")
             or not self.keys
             or scope["path"] in self.public
-            or scope["method"] == "OPTIONS"  # CORS preflights carry no credentials
+            or scope.get("method") == "OPTIONS"  # CORS preflights carry no credentials
         ):
             await self.app(scope, receive, send)
             return

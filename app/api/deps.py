@@ -1,14 +1,15 @@
 """The only reader of ``app.state``: typed access to the objects built at start-up.
 
 ``create_app`` puts the settings, the metrics and the stream slots there; the
-lifespan adds the `Gateway` once the models are loaded.
+lifespan adds the `Gateway` once the models are loaded. Each reader takes any connection,
+an HTTP request or a WebSocket.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from app.config import Settings
 from app.errors import Overloaded
@@ -20,35 +21,35 @@ if TYPE_CHECKING:  # the API modules below read their state through here
     from app.api.metrics import GatewayMetrics
 
 
-def settings(request: Request) -> Settings:
+def settings(request: HTTPConnection) -> Settings:
     value: Settings = request.app.state.settings
     return value
 
 
-def gateway_or_none(request: Request) -> Gateway | None:
+def gateway_or_none(request: HTTPConnection) -> Gateway | None:
     """The gateway, or None while the lifespan is still loading models."""
     value: Gateway | None = getattr(request.app.state, "gateway", None)
     return value
 
 
-def gateway(request: Request) -> Gateway:
+def gateway(request: HTTPConnection) -> Gateway:
     value = gateway_or_none(request)
     if value is None:
         raise Overloaded("The gateway is starting; retry shortly.", headers={"Retry-After": "1"})
     return value
 
 
-def metrics(request: Request) -> GatewayMetrics | None:
+def metrics(request: HTTPConnection) -> GatewayMetrics | None:
     value: GatewayMetrics | None = getattr(request.app.state, "metrics", None)
     return value
 
 
-def stream_slots(request: Request) -> StreamSlots:
+def stream_slots(request: HTTPConnection) -> StreamSlots:
     value: StreamSlots = request.app.state.stream_slots
     return value
 
 
-def drain(request: Request) -> Drain | None:
+def drain(request: HTTPConnection) -> Drain | None:
     """The shutdown drain (None in an app built without one)."""
     value: Drain | None = getattr(request.app.state, "drain", None)
     return value

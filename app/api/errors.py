@@ -28,8 +28,14 @@ def _note_cause(scope: Scope, cause: str | None) -> None:
 
 
 async def send_error(scope: Scope, send: Send, exc: GatewayError) -> None:
-    """Answer from ASGI middleware (auth, rate limits) with the envelope and status."""
+    """Answer from ASGI middleware (auth, rate limits) with the envelope and status; a
+    WebSocket handshake gets it as its denial response."""
     _note_cause(scope, exc.code)
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
+        "extensions", {}
+    ):
+        await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
+        return
 
     async def no_body() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}

@@ -73,7 +73,12 @@ class RateLimitMiddleware:
         self.public = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public or scope["method"] == "OPTIONS":
+        # A WebSocket session is charged once, at its handshake.
+        if (
+            scope["type"] not in ("http", "websocket")
+            or scope["path"] in self.public
+            or scope.get("method") == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
         wait = self.limiter.acquire(client_identity(scope))
@@ -124,6 +129,12 @@ class StreamSlots:
             return None
         self.in_use += 1
         return Slot(self)
+
+    def take_spare(self) -> Callable[[], None] | None:
+        """A free slot's release, or None: for a segment generated ahead, which counts
+        against admission like any stream."""
+        slot = self.try_acquire()
+        return slot.release if slot is not None else None
 
     def _free(self) -> None:
         self.in_use -= 1

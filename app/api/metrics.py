@@ -37,7 +37,7 @@ from prometheus_client import (
 from app.api import deps
 from app.codec.stats import CodecStats
 from app.engine.replicas import ReplicaHealth
-from app.service.speech import SpeechStream
+from app.service.speech import SpeechStream, SynthesisStats
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 _RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
@@ -107,6 +107,11 @@ class GatewayMetrics:
             "Segments that ended on their token budget (length) instead of the model's stop.",
             registry=r,
         )
+        self.ws_sessions = Counter(
+            "tts_websocket_sessions",
+            "WebSocket sessions by protocol (native, deepgram) and close code (1005: client left).",
+            ["protocol", "close_code"], registry=r,
+        )  # fmt: skip
         self.active_streams = Gauge(
             "tts_active_streams", "Streams holding an admission slot.",
             registry=r, multiprocess_mode="livesum",
@@ -236,8 +241,13 @@ class GatewayMetrics:
 
     def observe_stream(self, stream: SpeechStream) -> None:
         """Record a finished stream (its error, if any, is counted with the request's)."""
-        stats = stream.stats
-        error = stream.error
+        self.observe_synthesis(stream.stats, stream.error)
+
+    def observe_session(self, protocol: str, close_code: int) -> None:
+        self.ws_sessions.labels(protocol, str(close_code)).inc()
+
+    def observe_synthesis(self, stats: SynthesisStats, error: BaseException | None) -> None:
+        """One synthesis: an HTTP response, or an utterance of a WebSocket session."""
         if stats.ttfa_ms is not None:
             self.ttfa.observe(stats.ttfa_ms / 1000.0)
         self.audio_seconds.inc(stats.output_seconds)

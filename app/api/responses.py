@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -19,6 +19,7 @@ from app.api import deps
 from app.api.cancellation import ClientDisconnected, unless_disconnected
 from app.api.draining import Drain
 from app.api.streaming import GuardedStreamingResponse, StreamLease, admit
+from app.audio.encoders import StreamingEncoder
 from app.audio.formats import MEDIA_TYPES
 from app.errors import GatewayError
 from app.protocol import AudioDeltaEvent, AudioDoneEvent, ErrorEvent, SpeechUsage, StreamFormat
@@ -38,20 +39,19 @@ async def synthesis_response(
     job: SynthesisJob,
     stream_format: StreamFormat,
     lease: StreamLease | None = None,
+    *,
+    encoder: Callable[[], StreamingEncoder] | None = None,
+    media_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Admission (unless the caller holds ``lease`` already) before any backend work; the
-    lease frees the slot however the stream ends."""
+    lease frees the slot however the stream ends. ``encoder`` (with its ``media_type``)
+    replaces the job's response_format; ``headers`` go with a streamed response."""
     if lease is None:
         lease = admit(request)
     try:
         slots = deps.stream_slots(request)
-
-        def extra_slot() -> Callable[[], None] | None:
-            # A segment generated ahead counts against admission like any stream.
-            slot = slots.try_acquire()
-            return slot.release if slot is not None else None
-
-        stream = lease.stream = pipeline.open(job, extra_slot=extra_slot)
+        stream = lease.stream = pipeline.open(job, extra_slot=slots.take_spare, encoder=encoder)
         await unless_disconnected(request, stream.prime())
     except ClientDisconnected:
         await lease.close()
@@ -72,8 +72,8 @@ async def synthesis_response(
     return GuardedStreamingResponse(
         audio_bytes(stream, drain),
         lease.close,
-        media_type=MEDIA_TYPES[job.response_format],
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        media_type=media_type or MEDIA_TYPES[job.response_format],
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
     )
 
 

@@ -95,9 +95,15 @@ class Playback:
         return len(self._planned) - 1
 
     def planned(self, frames: int, segment: int, at: float) -> None:
-        """``frames`` of ``segment`` were planned; ``at``: when the first audio would land."""
+        """``frames`` of ``segment`` were planned; ``at``: when their audio would land."""
         if self.started is None:
             self.started = at
+        else:
+            held = self.audio_through(len(self._planned) - 1) - (at - self.started)
+            if held < 0:
+                # The listener ran dry and waited (a slow backend, or a session idle between
+                # texts): its playback resumes with this chunk, not where it stopped.
+                self.started -= held
         self._planned[segment] += frames * self.frame_seconds
 
     def audio_through(self, segment: int) -> float:

@@ -78,14 +78,16 @@ class Gateway:
             )
         return prepared.segments
 
-    def prepare(self, text: str, *, normalize: bool) -> SpokenText:
-        """What the model will be asked to say (pure CPU work: run it in a thread)."""
+    def prepare(self, text: str, *, normalize: bool, short_first: bool = True) -> SpokenText:
+        """What the model will be asked to say (pure CPU work: run it in a thread).
+        ``short_first=False``: text that continues a stream whose audio already plays needs
+        no short first segment."""
         s = self.settings
         return prepare_text(
             text,
             normalize=normalize and s.normalize_text,
             max_chars=s.segment_max_chars,
-            first_max_chars=s.segment_first_max_chars,
+            first_max_chars=s.segment_first_max_chars if short_first else s.segment_max_chars,
         )
 
     async def reference(self, clip: BinaryIO | bytes, text: str) -> VoiceReference:

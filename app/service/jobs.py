@@ -83,9 +83,10 @@ class JobBuilder:
                 code="string_above_max_length",
             )
 
-    def speech(self, req: SpeechRequest, voice: Voice, texts: Sequence[str]) -> SynthesisJob:
+    def speech(self, req: SynthesisOptions, voice: Voice, texts: Sequence[str]) -> SynthesisJob:
         """The job for a checked request (`check_speech`) in its resolved voice, speaking
-        ``texts`` (the segments of its input) in order."""
+        ``texts`` (the segments of its input) in order; a WebSocket session's options and
+        the segments of its text so far."""
         if isinstance(voice, VoiceReference):
             return self.clone(voice, texts, req)
         budgets = self._budgets(texts, req.max_tokens)

@@ -1,20 +1,27 @@
-"""One response from several generations: segments generated ahead, streamed in order.
+"""One stream from several generations: segments generated ahead, streamed in order.
 
 A long input is spoken as segments (app/text/segments.py), each its own backend
 request. While segment k streams, up to ``lookahead`` later segments are already
 generating (their audio waits in memory), so each one's audio is ready when the one
 before it ends. A lookahead generation needs a free stream slot (``extra_slot``) and a
 backend that takes it; where either is refused, that segment simply starts when its
-turn comes. Closing the response cancels every segment still generating.
+turn comes. Closing the stream cancels every segment still generating.
+
+The segments come from a `SegmentFeed`: all at once for an HTTP request (`joined_pcm`),
+or over time for a WebSocket session, where text arrives as an LLM writes it. A feed may
+hold `Boundary` marks between segments (the end of an utterance: a flush): the segment
+before one ends as a response ends (no fade, no pause) and the next starts afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Hashable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -27,6 +34,75 @@ Pcm = np.ndarray
 Release = Callable[[], None]
 ExtraSlot = Callable[[], Release | None]
 """Takes a stream slot if one is free, returning its release; None when none is."""
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True, eq=False)
+class Boundary:
+    """The end of an utterance in a feed; ``key`` is the caller's (a flush's id)."""
+
+    key: object = None
+
+
+@dataclass(frozen=True)
+class SegmentAudio(Generic[K]):
+    segment: K
+    pcm: Pcm
+
+
+@dataclass(frozen=True)
+class SegmentEnd(Generic[K]):
+    """All of ``segment``'s audio was yielded (its faded tail and the pause included)."""
+
+    segment: K
+    last: bool
+    """It ended an utterance: nothing of it was faded, no pause follows."""
+
+
+class SegmentFeed(Generic[K]):
+    """Segments (and boundaries) in speaking order; `put` may go on while they stream."""
+
+    def __init__(self, entries: Iterable[K | Boundary] = (), *, closed: bool = False) -> None:
+        self._entries: deque[K | Boundary] = deque(entries)
+        self._changed = asyncio.Event()
+        self.closed = closed
+        self.on_put: Callable[[], None] | None = None
+        """Called after each `put` (the consumer starts lookahead generations)."""
+
+    def put(self, entry: K | Boundary) -> None:
+        if self.closed:
+            raise RuntimeError("the feed is closed")
+        self._entries.append(entry)
+        self._changed.set()
+        if self.on_put is not None:
+            self.on_put()
+
+    def close(self) -> None:
+        """No more entries: the stream ends after the last one."""
+        self.closed = True
+        self._changed.set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def upcoming(self, count: int) -> list[K]:
+        """The next ``count`` segments queued (boundaries skipped)."""
+        return [e for e in self._entries if not isinstance(e, Boundary)][:count]
+
+    def ends_utterance(self) -> bool:
+        """Whether the segment just taken is the last of its utterance, as far as known now."""
+        if self._entries:
+            return isinstance(self._entries[0], Boundary)
+        return self.closed
+
+    async def take(self) -> K | Boundary | None:
+        """The next entry, waiting for one; None once the feed is closed and empty."""
+        while not self._entries:
+            if self.closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        return self._entries.popleft()
 
 
 class _Refused(Exception):
@@ -37,13 +113,11 @@ class _Refused(Exception):
 class _Run:
     """A segment's generation in a task of its own, its audio queued for the consumer."""
 
-    index: int
+    key: object
     queue: asyncio.Queue[Pcm | BaseException | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     release: Release | None = None
     started_audio: bool = False
-    deferred: bool = False
-    """Refused as a lookahead (no slot or backend capacity): it runs when its turn comes."""
 
 
 async def joined_pcm(
@@ -56,27 +130,56 @@ async def joined_pcm(
 ) -> AsyncGenerator[Pcm, None]:
     """The audio of segments ``0 .. count-1`` (``generate(k)`` yields segment k's PCM), in
     order and joined; errors surface when the segment that raised them is reached."""
-    runs: dict[int, _Run] = {}
+    feed = SegmentFeed[int](range(count), closed=True)
+    events = feed_pcm(feed, generate, lambda: joiner, lookahead=lookahead, extra_slot=extra_slot)
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, SegmentAudio):
+                yield event.pcm
 
-    def start(index: int, *, ahead: bool) -> None:
-        run = runs.setdefault(index, _Run(index))
+
+async def feed_pcm(
+    feed: SegmentFeed[K],
+    generate: Callable[[K], AsyncGenerator[Pcm, None]],
+    new_joiner: Callable[[], SegmentJoiner],
+    *,
+    lookahead: int = 1,
+    extra_slot: ExtraSlot | None = None,
+) -> AsyncGenerator[SegmentAudio[K] | SegmentEnd[K] | Boundary, None]:
+    """The joined audio of the feed's segments as they come, each segment's end, and each
+    boundary when reached; ends when the feed is closed and spoken. A new joiner starts
+    each utterance."""
+    runs: dict[object, _Run] = {}
+    current: list[K] = []
+
+    def start(key: K, *, ahead: bool) -> None:
+        run = runs.setdefault(key, _Run(key))
         if run.task is not None:
             return
         if ahead:
             release = extra_slot() if extra_slot is not None else None
             if release is None:
-                run.deferred = True
-                return
+                return  # refused as a lookahead: it starts when its turn comes
             run.release = release
-        run.deferred = False
-        run.task = asyncio.create_task(_produce(run, generate(index), ahead=ahead))
+        run.task = asyncio.create_task(_produce(run, generate(key), ahead=ahead))
 
-    try:
-        for index in range(count):
-            start(index, ahead=False)
-            for later in range(index + 1, min(count, index + 1 + lookahead)):
+    def top_up() -> None:
+        if current:
+            for later in feed.upcoming(lookahead):
                 start(later, ahead=True)
-            run = runs[index]
+
+    feed.on_put = top_up
+    joiner = new_joiner()
+    try:
+        while (entry := await feed.take()) is not None:
+            if isinstance(entry, Boundary):
+                yield entry
+                joiner = new_joiner()
+                continue
+            current[:] = [entry]
+            start(entry, ahead=False)
+            top_up()
+            run = runs[entry]
             while True:
                 item = await run.queue.get()
                 if item is None:
@@ -85,18 +188,23 @@ async def joined_pcm(
                     # Refused as a lookahead before any audio: now it is this one's turn.
                     _finish(run)
                     run.task = None
-                    start(index, ahead=False)
+                    start(entry, ahead=False)
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                out = joiner.push(item, last=index == count - 1)
+                out = joiner.push(item, last=feed.ends_utterance())
                 if out.size:
-                    yield out
+                    yield SegmentAudio(entry, out)
             _finish(run)
-            tail = joiner.end_segment(last=index == count - 1)
+            del runs[entry]
+            current.clear()  # idle until the next take: what arrives now is not "ahead"
+            last = feed.ends_utterance()
+            tail = joiner.end_segment(last=last)
             if tail.size:
-                yield tail
+                yield SegmentAudio(entry, tail)
+            yield SegmentEnd(entry, last)
     finally:
+        feed.on_put = None
         await _cancel(runs.values())
 
 
@@ -108,9 +216,7 @@ async def _produce(run: _Run, chunks: AsyncGenerator[Pcm, None], *, ahead: bool)
                 run.queue.put_nowait(pcm)
     except Overloaded as exc:
         if ahead and not run.started_audio:
-            log.info(
-                "segment %d: no room to generate ahead (%s); it waits its turn", run.index, exc
-            )
+            log.info("segment %r: no room to generate ahead (%s); it waits its turn", run.key, exc)
             run.queue.put_nowait(_Refused())
             return
         run.queue.put_nowait(exc)

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -107,10 +107,17 @@ class SpeechPipeline:
                 "The audio decoder is at capacity; retry shortly.", headers={"Retry-After": "1"}
             )
 
-    def open(self, job: SynthesisJob, *, extra_slot: ExtraSlot | None = None) -> SpeechStream:
-        """``extra_slot``: takes a stream slot for a segment generated ahead, if one is free."""
+    def open(
+        self,
+        job: SynthesisJob,
+        *,
+        extra_slot: ExtraSlot | None = None,
+        encoder: Callable[[], StreamingEncoder] | None = None,
+    ) -> SpeechStream:
+        """``extra_slot``: takes a stream slot for a segment generated ahead, if one is free;
+        ``encoder``: builds the stream's encoder (default: the job's response_format)."""
         self.check_capacity()
-        return SpeechStream(self, job, extra_slot)
+        return SpeechStream(self, job, extra_slot, encoder)
 
     def pcm(
         self, job: SynthesisJob, stats: SynthesisStats, extra_slot: ExtraSlot | None = None
@@ -227,12 +234,17 @@ class SpeechStream:
     """One synthesis as encoded bytes; `prime()` runs it up to the first bytes."""
 
     def __init__(
-        self, pipeline: SpeechPipeline, job: SynthesisJob, extra_slot: ExtraSlot | None = None
+        self,
+        pipeline: SpeechPipeline,
+        job: SynthesisJob,
+        extra_slot: ExtraSlot | None = None,
+        encoder: Callable[[], StreamingEncoder] | None = None,
     ) -> None:
         self.job = job
         self.stats = SynthesisStats()
         self._pipeline = pipeline
         self._extra_slot = extra_slot
+        self._new_encoder = encoder
         self._gen = self._encoded()
         self._first: bytes | None = None
         self.error: Exception | None = None
@@ -259,7 +271,10 @@ class SpeechStream:
 
     async def _encoded(self) -> AsyncGenerator[bytes, None]:
         job = self.job
-        encoder = create_encoder(job.response_format, streaming=job.streaming)
+        if self._new_encoder is not None:
+            encoder = self._new_encoder()
+        else:
+            encoder = create_encoder(job.response_format, streaming=job.streaming)
         try:
             async for data in self._encode(encoder):
                 yield data
@@ -280,7 +295,7 @@ class SpeechStream:
                 if tempo is not None:
                     pcm = tempo.process(pcm)
                 stats.output_samples += pcm.size
-                data = await _write(encoder, pcm) if pcm.size else b""
+                data = await write_pcm(encoder, pcm) if pcm.size else b""
                 if data:
                     yield data
         tail = b""
@@ -288,10 +303,8 @@ class SpeechStream:
             rest = tempo.flush()
             stats.output_samples += rest.size
             if rest.size:
-                tail += await _write(encoder, rest)
-        tail += (
-            await asyncio.to_thread(encoder.finalize) if encoder.blocking else encoder.finalize()
-        )
+                tail += await write_pcm(encoder, rest)
+        tail += await finalize(encoder)
         stats.finished = time.perf_counter()
         log.info(
             "synthesis done: %d frames, %.2f s audio, ttfa %.0f ms, finish %s, invalid %d",
@@ -305,6 +318,10 @@ class SpeechStream:
             yield tail
 
 
-async def _write(encoder: StreamingEncoder, pcm: np.ndarray) -> bytes:
+async def write_pcm(encoder: StreamingEncoder, pcm: np.ndarray) -> bytes:
     # Encoding with a codec is CPU work: keep it off the event loop.
     return await asyncio.to_thread(encoder.write, pcm) if encoder.blocking else encoder.write(pcm)
+
+
+async def finalize(encoder: StreamingEncoder) -> bytes:
+    return await asyncio.to_thread(encoder.finalize) if encoder.blocking else encoder.finalize()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import openai
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.exceptions import InvalidStatus
 
 from app.api.auth import ApiKeyMiddleware, bearer_token, load_api_keys
 from tests.api.conftest import gateway_settings
 from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer
+from tests.support.ws import connect, ws_url
 
 SPEECH = {"model": "tts-1", "voice": "tara", "input": "Hi.", "response_format": "pcm"}
 
@@ -109,4 +112,29 @@ def test_only_exact_keys_match(key: str, token: str) -> None:
 def test_bearer_token_parsing(token: str) -> None:
     scope = {"headers": [(b"authorization", f"Bearer {token}".encode())]}
     assert bearer_token(scope) == token
-    assert bearer_token({"headers": [(b"authorization", f"Token {token}".encode())]}) is None
+    # Deepgram's scheme carries the same key; others carry none.
+    assert bearer_token({"headers": [(b"authorization", f"Token {token}".encode())]}) == token
+    assert bearer_token({"headers": [(b"authorization", f"Basic {token}".encode())]}) is None
+
+
+def test_the_token_scheme_is_accepted_over_http(secured: str, vllm: VLLMServer) -> None:
+    response = httpx.post(
+        f"{secured}/v1/audio/speech", json=SPEECH, headers={"Authorization": "Token file-key-2"}
+    )
+    assert response.status_code == 200 and response.content
+
+
+@pytest.mark.parametrize("path", ["/v1/audio/speech/stream", "/v1/speak"])
+async def test_websocket_handshakes_need_a_key(secured: str, vllm: VLLMServer, path: str) -> None:
+    url = ws_url(secured, path)
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers=headers):
+                pass
+        response = refused.value.response
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        assert json.loads(response.body)["error"]["type"] == "authentication_error"
+    for scheme in ("Bearer", "Token"):
+        async with connect(url, additional_headers={"Authorization": f"{scheme} env-key-1"}) as ws:
+            await ws.send(json.dumps({"type": "keepalive"}))
+    assert not vllm.completions

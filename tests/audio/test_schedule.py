@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.audio.schedule import FRAME_SECONDS, BufferSchedule, DoublingSchedule
+from app.audio.schedule import FRAME_SECONDS, BufferSchedule, DoublingSchedule, Playback
 from app.audio.windows import WindowPlanner
 
 T = FRAME_SECONDS
@@ -159,3 +159,19 @@ def test_bad_settings() -> None:
     with pytest.raises(ValueError):
         BufferSchedule(2, 4, speed=0.0)
     assert math.isclose(BufferSchedule(2, 4, speed=2.0).frame_seconds, T / 2)
+
+
+def test_a_listener_that_ran_dry_resumes_with_the_next_chunk() -> None:
+    playback = Playback()
+    segment = playback.add_segment()
+    playback.planned(2, segment, at=0.0)
+    assert playback.buffer(0.1, segment) == pytest.approx(2 * T - 0.1)
+    # Ten seconds of silence later (a session idle between texts) the listener holds what
+    # was just sent, not minus ten seconds: later chunks may grow again.
+    later = playback.add_segment()
+    playback.planned(1, later, at=10.0)
+    assert playback.buffer(10.0, later) == pytest.approx(T)
+    planner = WindowPlanner(
+        context=3, max_frames=16, schedule=BufferSchedule(2, 16, playback=playback)
+    )
+    assert planner.schedule.buffer(10.0) == pytest.approx(T)
