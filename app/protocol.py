@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from app.audio.formats import ResponseFormat
 from app.audio.speed import MAX_SPEED, MIN_SPEED
@@ -15,12 +16,27 @@ OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 MAX_VOICE_NAME_CHARS = 64
 MAX_VOICE_DESCRIPTION_CHARS = 1000
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value: object) -> object:
+    # A lone surrogate (category Cs) cannot be encoded as UTF-8: tokenizers, HTTP
+    # clients and databases fail on it far from here. Refuse it where the field is
+    # known, before pydantic's own string check words it vaguely.
+    if isinstance(value, str) and _SURROGATES.search(value):
+        raise ValueError("must not contain lone surrogates (U+D800-U+DFFF): send valid Unicode")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_no_surrogates)]
+"""A text field of the public API: any Unicode string that can be encoded as UTF-8."""
+
 
 class VoiceRef(BaseModel):
     """OpenAI SDK form for a custom voice: `voice={"id": "..."}`."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1)
+    id: Text = Field(min_length=1)
 
 
 class SynthesisOptions(BaseModel):
@@ -44,14 +60,14 @@ class SpeechRequest(SynthesisOptions):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(
+    model: Text = Field(
         min_length=1, description="tts-1, tts-1-hd, gpt-4o-mini-tts or the served name"
     )
-    input: str = Field(description="Text to speak.")
+    input: Text = Field(description="Text to speak.")
     voice: str | VoiceRef = Field(
         description="A speaker name, an OpenAI voice name or a saved voice"
     )
-    instructions: str | None = Field(
+    instructions: Text | None = Field(
         default=None, description="Accepted for compatibility; Orpheus models do not use it."
     )
 
@@ -60,6 +76,13 @@ class SpeechRequest(SynthesisOptions):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("input must contain text to speak")
+        return value
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_text(cls, value: object) -> object:
+        # Before the union: one error naming `voice`, not one per member of the union.
+        _no_surrogates(value.get("id") if isinstance(value, dict) else value)
         return value
 
     @property
@@ -73,9 +96,9 @@ class CloneForm(SynthesisOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference_text: str = Field(description="Transcript of reference_audio.")
-    generate_text: str = Field(description="Text to speak in the reference voice.")
-    model: str | None = None
+    reference_text: Text = Field(description="Transcript of reference_audio.")
+    generate_text: Text = Field(description="Text to speak in the reference voice.")
+    model: Text | None = None
 
 
 class SaveVoiceForm(BaseModel):
@@ -83,9 +106,9 @@ class SaveVoiceForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
-    reference_text: str = Field(description="Transcript of reference_audio.")
-    description: str = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
+    name: Text = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
+    reference_text: Text = Field(description="Transcript of reference_audio.")
+    description: Text = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
 
 
 class VoiceInfo(BaseModel):
@@ -161,7 +184,7 @@ class NormalizeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(description="Text as it would be sent to /v1/audio/speech.")
+    input: Text = Field(description="Text as it would be sent to /v1/audio/speech.")
     normalize: bool = Field(
         default=True, description="false: segment the text as written (NORMALIZE_TEXT=false too)"
     )
