@@ -23,12 +23,16 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = headers or {}
+        self.detail = detail
+        """What only the operator should see (backend URLs and bodies, settings to check):
+        logged with the request id, never sent to the client."""
 
     def envelope(self) -> dict[str, Any]:
         return error_envelope(self.message, self.error_type, param=self.param, code=self.code)

@@ -77,8 +77,9 @@ class PostgresVoiceStore:
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise VoiceStoreUnavailable(
-                f"The voice store {describe_url(self.url)} is unreachable; retry shortly.",
+                "The voice store is unreachable; retry shortly.",
                 headers={"Retry-After": "1"},
+                detail=f"{describe_url(self.url)}: {exc}",
             ) from exc
 
     def _open(self) -> None:
@@ -89,8 +90,10 @@ class PostgresVoiceStore:
                 self._pool.open(wait=True, timeout=_WAIT_SECONDS)
             except psycopg_pool.PoolTimeout as exc:
                 raise VoiceStoreUnavailable(
-                    f"VOICE_STORE_URL: cannot connect to {describe_url(self.url)} "
-                    f"within {_WAIT_SECONDS:g} s"
+                    "The voice store is unreachable; retry shortly.",
+                    headers={"Retry-After": "1"},
+                    detail=f"VOICE_STORE_URL: cannot connect to {describe_url(self.url)} "
+                    f"within {_WAIT_SECONDS:g} s",
                 ) from exc
             self._opened = True
 
