@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1, le=64)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="Largest request head (line + headers): 431"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a request head may take to arrive: 408"
+    )
+    client_stall_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a streamed response may wait for the client to take any bytes "
+        "before it is ended and its slot freed; 0 disables",
+    )
     prometheus_multiproc_dir: Path | None = Field(
         default=None,
         description="prometheus-client's multiprocess directory; set by `python -m app` "

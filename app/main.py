@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from app.api import health, metrics, normalize, saved_voices, speech, vc, voices, web
 from app.api.auth import HEALTH_PATHS, ApiKeyMiddleware, load_api_keys
@@ -98,7 +99,8 @@ def _pipeline_config(settings: Settings) -> PipelineConfig:
 def _startup_failed(exc: BaseException) -> None:
     # The message names the setting and the remedy: say it plainly before the
     # server's traceback.
-    log.error("start-up failed: %s", exc)
+    detail = getattr(exc, "detail", None)
+    log.error("start-up failed: %s%s", exc, f" ({detail})" if detail else "")
 
 
 @asynccontextmanager
@@ -199,21 +201,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    _install_protection(app, settings)
-    install_error_handlers(app)
-    app.include_router(speech.router)
-    app.include_router(voices.router)
-    app.include_router(vc.router)
-    app.include_router(saved_voices.router)
-    app.include_router(normalize.router)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
+    routers = [
+        speech.router,
+        voices.router,
+        vc.router,
+        saved_voices.router,
+        normalize.router,
+        health.router,
+        metrics.router,
+    ]
     if settings.web_ui:
-        app.include_router(web.build_router())
+        routers.append(web.build_router())
+    _install_protection(app, settings, [route for r in routers for route in r.routes])
+    install_error_handlers(app)
+    for router in routers:
+        app.include_router(router)
     return app
 
 
-def _install_protection(app: FastAPI, settings: Settings) -> None:
+def _install_protection(app: FastAPI, settings: Settings, routes: list[BaseRoute]) -> None:
     """Metrics, request ids, CORS, API keys, rate limits and stream admission."""
     gateway_metrics = GatewayMetrics(settings.prometheus_multiproc_dir)
     slots = StreamSlots(settings.max_concurrent_streams)
@@ -242,7 +248,7 @@ def _install_protection(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", "X-TTFA-Ms"],
         )
-    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics, routes=routes)
     if settings.sentry_dsn:
         _init_sentry(settings.sentry_dsn)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from app.api.http_server import server_options
 from app.config import Settings
 from app.main import create_app
 
@@ -23,8 +24,10 @@ class _Server(uvicorn.Server):
 def running_gateway(settings: Settings, **uvicorn_options: Any) -> Iterator[str]:
     """Yield the base URL of a gateway serving `settings`; stop it on exit."""
     app = create_app(settings)
+    # The protocol `python -m app` serves with (bounded heads, connection aborts).
+    options = server_options(settings) | uvicorn_options
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **uvicorn_options
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
