@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     protect_health: bool = False
     max_concurrent_streams: int = Field(default=64, ge=1)
     rate_limit_per_minute: int = Field(default=0, ge=0, description="0 disables rate limiting")
+    auth_failures_per_minute: int = Field(
+        default=20, ge=0, description="Wrong API keys per client IP per minute; 0: unlimited"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     web_ui: bool = Field(default=True, description="Serve the browser page at /")
     sentry_dsn: str | None = None

@@ -237,7 +237,13 @@ def _install_protection(app: FastAPI, settings: Settings, routes: list[BaseRoute
         app.add_middleware(RateLimitMiddleware, limiter=limiter, public_paths=public_paths)
     keys = load_api_keys(settings)
     if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys, public_paths=public_paths)
+        failures = settings.auth_failures_per_minute
+        app.add_middleware(
+            ApiKeyMiddleware,
+            keys=keys,
+            public_paths=public_paths,
+            failures=RateLimiter(failures) if failures else None,
+        )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import send_error
+from app.api.limits import RateLimiter
+from app.api.limits import client_ip as ip
 from app.config import Settings
-from app.errors import AuthenticationFailed
+from app.errors import AuthenticationFailed, RateLimited
 
 HEALTH_PATHS = ("/health", "/live", "/ready", "/metrics")
 
@@ -47,12 +50,25 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 class ApiKeyMiddleware:
-    """401 in the OpenAI envelope unless the request carries a configured key."""
+    """401 in the OpenAI envelope unless the request carries a configured key.
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], public_paths: Iterable[str]) -> None:
+    Wrong keys are limited per client IP (`failures`): once an IP has used up its
+    budget of failed attempts, its requests with a key get 429 with `Retry-After`
+    until the bucket refills, before the key is even compared, so guessing runs at
+    the budget's pace, however many requests are sent.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Iterable[str],
+        public_paths: Iterable[str],
+        failures: RateLimiter | None = None,
+    ) -> None:
         self.app = app
         self.keys = tuple(key.encode() for key in keys)
         self.public = frozenset(public_paths)
+        self.failures = failures
 
     def _matches(self, token: str) -> bool:
         candidate = token.encode()
@@ -71,12 +87,24 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope)
+        wait = None if token is None or self.failures is None else self.failures.wait(ip(scope))
+        if wait is not None:
+            retry = max(1, math.ceil(wait))
+            blocked = RateLimited(
+                f"Too many failed API key attempts from this address; retry in {retry} s.",
+                code="too_many_auth_failures",
+                headers={"Retry-After": str(retry)},
+            )
+            await send_error(scope, send, blocked)
+            return
         if token is None:
             error = AuthenticationFailed(
                 "Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key"
             )
         elif not self._matches(token):
             error = AuthenticationFailed("Incorrect API key provided.")
+            if self.failures is not None:
+                self.failures.acquire(ip(scope))
         else:
             scope.setdefault("state", {})["client_id"] = key_identity(token)
             await self.app(scope, receive, send)

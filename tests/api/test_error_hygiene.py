@@ -183,9 +183,12 @@ def test_401s_are_counted_under_their_route(secured: str) -> None:
     assert count() == before + 3
     unknown = httpx.post(f"{secured}/no/such/path", headers={"Authorization": "Bearer no"})
     assert unknown.status_code == 401
-    assert scrape(secured).get(
-        "tts_http_requests_total", method="POST", route="unmatched", status="401"
-    ) >= 1
+    assert (
+        scrape(secured).get(
+            "tts_http_requests_total", method="POST", route="unmatched", status="401"
+        )
+        >= 1
+    )
 
 
 def test_backend_addresses_stay_in_the_log(
