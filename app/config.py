@@ -142,10 +142,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0.1)
     max_reference_seconds: float = Field(default=30.0, ge=1.0)
+    max_voices_per_key: int = Field(
+        default=100, ge=0, description="Saved voices per API key (open gateway: in all); 0: no cap"
+    )
 
     # --- protection / observability ---
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that also manage every saved voice and may save shared ones",
+    )
     protect_health: bool = False
     max_concurrent_streams: int = Field(default=64, ge=1)
     rate_limit_per_minute: int = Field(default=0, ge=0, description="0 disables rate limiting")
@@ -156,7 +163,7 @@ class Settings(BaseSettings):
     web_ui: bool = Field(default=True, description="Serve the browser page at /")
     sentry_dsn: str | None = None
 
-    @field_validator("speakers", "api_keys", "cors_origins", mode="before")
+    @field_validator("speakers", "api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)

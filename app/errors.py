@@ -49,6 +49,12 @@ class AuthenticationFailed(GatewayError):
     default_code = "invalid_api_key"
 
 
+class Forbidden(GatewayError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
 class NotFound(GatewayError):
     status_code = 404
     error_type = "invalid_request_error"

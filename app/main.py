@@ -243,6 +243,7 @@ def _install_protection(app: FastAPI, settings: Settings, routes: list[BaseRoute
             keys=keys,
             public_paths=public_paths,
             failures=RateLimiter(failures) if failures else None,
+            admin_keys=[key.strip() for key in settings.admin_api_keys if key.strip()],
         )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -109,6 +109,9 @@ class SaveVoiceForm(BaseModel):
     name: Text = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
     reference_text: Text = Field(description="Transcript of reference_audio.")
     description: Text = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
+    shared: bool = Field(
+        default=False, description="Usable by every API key (admin keys only; docs/voices.md)"
+    )
 
 
 class VoiceInfo(BaseModel):
@@ -120,11 +123,20 @@ class VoiceInfo(BaseModel):
     reference_seconds: float
     audio_tokens: int
     created_at: int
+    shared: bool = Field(description="Usable by every API key, not only the one that saved it")
+
+
+MAX_VOICES_PAGE = 100
 
 
 class VoiceList(BaseModel):
+    """A page of saved voices, oldest first (`limit`/`after` as OpenAI's list endpoints)."""
+
     object: Literal["list"] = "list"
     data: list[VoiceInfo]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
 
 
 class VoiceDeleted(BaseModel):

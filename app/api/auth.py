@@ -24,8 +24,9 @@ HEALTH_PATHS = ("/health", "/live", "/ready", "/metrics")
 
 
 def load_api_keys(settings: Settings) -> frozenset[str]:
-    """Keys from API_KEYS plus API_KEYS_FILE (one per line; blank lines and # comments skipped)."""
-    keys = {key.strip() for key in settings.api_keys if key.strip()}
+    """Keys from API_KEYS plus API_KEYS_FILE (one per line; blank lines and # comments
+    skipped) plus ADMIN_API_KEYS."""
+    keys = {key.strip() for key in [*settings.api_keys, *settings.admin_api_keys] if key.strip()}
     if settings.api_keys_file is not None:
         for line in Path(settings.api_keys_file).read_text(encoding="utf-8").splitlines():
             line = line.strip()
@@ -35,7 +36,8 @@ def load_api_keys(settings: Settings) -> frozenset[str]:
 
 
 def key_identity(key: str) -> str:
-    """A stable, non-secret name for a key (rate-limit bucket, logs)."""
+    """A stable, non-secret name for a key (rate-limit bucket, logs, the owner of the
+    voices it saves)."""
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -64,18 +66,27 @@ class ApiKeyMiddleware:
         keys: Iterable[str],
         public_paths: Iterable[str],
         failures: RateLimiter | None = None,
+        admin_keys: Iterable[str] = (),
     ) -> None:
+        """``admin_keys``: those of ``keys`` that manage every saved voice."""
         self.app = app
-        self.keys = tuple(key.encode() for key in keys)
+        self.admin = frozenset(admin_keys)
+        self.keys = tuple((key.encode(), key in self.admin) for key in keys)
         self.public = frozenset(public_paths)
         self.failures = failures
 
     def _matches(self, token: str) -> bool:
+        return self._match(token)[0]
+
+    def _match(self, token: str) -> tuple[bool, bool]:
+        """(a configured key, an admin key), comparing against every key in constant time."""
         candidate = token.encode()
-        found = False
-        for key in self.keys:
-            found |= hmac.compare_digest(candidate, key)
-        return found
+        found = admin = False
+        for key, is_admin in self.keys:
+            same = hmac.compare_digest(candidate, key)
+            found |= same
+            admin |= same and is_admin
+        return found, admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -101,12 +112,14 @@ class ApiKeyMiddleware:
             error = AuthenticationFailed(
                 "Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key"
             )
-        elif not self._matches(token):
+        elif not (match := self._match(token))[0]:
             error = AuthenticationFailed("Incorrect API key provided.")
             if self.failures is not None:
                 self.failures.acquire(ip(scope))
         else:
-            scope.setdefault("state", {})["client_id"] = key_identity(token)
+            state = scope.setdefault("state", {})
+            state["client_id"] = key_identity(token)
+            state["admin"] = match[1]
             await self.app(scope, receive, send)
             return
         error.headers["WWW-Authenticate"] = "Bearer"

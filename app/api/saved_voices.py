@@ -5,25 +5,30 @@ description), SNAC-encoded, and kept as codes in the voice store; `/v1/audio/spe
 then takes its id or name as `voice`. Names are unique case-insensitively and may
 not be a built-in speaker or alias: a clash is 409. Saving takes a stream slot while
 the reference is encoded (it uses the shared codec), taken before the upload is read.
+
+With API keys, a voice belongs to the key that saved it: other keys neither list, use
+nor delete it (404), unless an admin key saved it with `shared=true`. Each key may keep
+`MAX_VOICES_PER_KEY` voices. Listings are pages (`limit`, `after`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from app.api import deps
 from app.api.streaming import admit
 from app.api.uploads import openapi_form, read_upload, validate_fields
 from app.audio.pcm import frames_to_seconds
-from app.errors import NotFound
-from app.protocol import SaveVoiceForm, VoiceDeleted, VoiceInfo, VoiceList
+from app.errors import Forbidden, InvalidRequest, NotFound
+from app.protocol import MAX_VOICES_PAGE, SaveVoiceForm, Text, VoiceDeleted, VoiceInfo, VoiceList
 from app.service.cloning import MIN_GENERATION_TOKENS, REFERENCE_AUDIO, fit_max_tokens, transcript
 from app.service.gateway import Gateway
 from app.service.prompts import sanitize_text
-from app.service.voice_store import SavedVoice
+from app.service.voice_store import SavedVoice, VoiceAccess, quota_exceeded
 
 router = APIRouter(tags=["saved voices"])
 
@@ -37,7 +42,12 @@ def voice_info(voice: SavedVoice) -> VoiceInfo:
         reference_seconds=round(frames_to_seconds(voice.frames), 3),
         audio_tokens=voice.audio_tokens,
         created_at=int(voice.created_at),
+        shared=voice.shared,
     )
+
+
+def _not_found(voice_id: str) -> NotFound:
+    return NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
 
 
 @router.post(
@@ -50,13 +60,21 @@ def voice_info(voice: SavedVoice) -> VoiceInfo:
             REFERENCE_AUDIO: {"type": "string", "format": "binary"},
             "reference_text": {"type": "string"},
             "description": {"type": "string"},
+            "shared": {"type": "boolean"},
         },
     ),
 )
 async def create_voice(
-    request: Request, gateway: Annotated[Gateway, Depends(deps.gateway)]
+    request: Request,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
 ) -> VoiceInfo:
     gateway.pipeline.check_capacity()
+    quota = gateway.settings.max_voices_per_key or None
+    if access.admin:
+        quota = None
+    if quota is not None and await asyncio.to_thread(gateway.store.count, access.owner) >= quota:
+        raise quota_exceeded(quota)  # before the upload and its encode
     lease = admit(request)
     try:
         upload = await read_upload(
@@ -67,6 +85,8 @@ async def create_voice(
         )
         try:
             form = validate_fields(SaveVoiceForm, upload.fields)
+            if form.shared and not access.sees_all:
+                raise Forbidden("Only an admin key may save a shared voice.", param="shared")
             name = gateway.voices.new_name(form.name)
             text = transcript(form.reference_text)
             gateway.jobs.check_text(text, "reference_text")
@@ -85,28 +105,70 @@ async def create_voice(
         param=REFERENCE_AUDIO,
     )
     description = sanitize_text(form.description)
-    voice = await asyncio.to_thread(gateway.store.create, name, reference, description)
+    voice = await asyncio.to_thread(
+        functools.partial(
+            gateway.store.create,
+            name,
+            reference,
+            description,
+            owner=access.owner,
+            shared=form.shared,
+            quota=quota,
+        )
+    )
     return voice_info(voice)
 
 
 @router.get("/v1/audio/voices")
-async def list_voices(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceList:
-    voices = await asyncio.to_thread(gateway.store.list)
-    return VoiceList(data=[voice_info(v) for v in voices])
+async def list_voices(
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+    limit: Annotated[int, Query(ge=1, le=MAX_VOICES_PAGE)] = MAX_VOICES_PAGE,
+    after: Annotated[
+        Text | None, Query(description="id of the last voice of the page before")
+    ] = None,
+) -> VoiceList:
+    store = gateway.store
+    cursor = None
+    if after is not None:
+        cursor = await asyncio.to_thread(store.get, after, access)
+        if cursor is None:
+            raise InvalidRequest(f"after: no saved voice has id {after!r}.", param="after")
+    voices = await asyncio.to_thread(
+        functools.partial(store.list, access, after=cursor, limit=limit + 1)
+    )
+    page = [voice_info(v) for v in voices[:limit]]
+    return VoiceList(
+        data=page,
+        has_more=len(voices) > limit,
+        first_id=page[0].id if page else None,
+        last_id=page[-1].id if page else None,
+    )
 
 
 @router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(voice_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceInfo:
-    voice = await asyncio.to_thread(gateway.store.get, voice_id)
+async def get_voice(
+    voice_id: str,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+) -> VoiceInfo:
+    voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
     if voice is None:
-        raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
+        raise _not_found(voice_id)
     return voice_info(voice)
 
 
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(
-    voice_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]
+    voice_id: str,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
 ) -> VoiceDeleted:
+    voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
+    if voice is None:
+        raise _not_found(voice_id)
+    if not voice.deletable_by(access):
+        raise Forbidden("Only an admin key may delete a shared voice.", param="voice_id")
     if not await asyncio.to_thread(gateway.store.delete, voice_id):
-        raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
+        raise _not_found(voice_id)
     return VoiceDeleted(id=voice_id)

@@ -19,7 +19,7 @@ from app.protocol import SpeechRequest
 from app.service.cloning import VoiceReference, encode_reference
 from app.service.jobs import JobBuilder
 from app.service.speech import SpeechPipeline, SynthesisJob
-from app.service.voice_store import VoiceStore
+from app.service.voice_store import OPEN, VoiceAccess, VoiceStore
 from app.service.voices import Voices
 
 
@@ -55,10 +55,11 @@ class Gateway:
         s = self.settings
         return ReferenceLimits(s.min_reference_seconds, s.max_reference_seconds)
 
-    async def speech_job(self, req: SpeechRequest) -> SynthesisJob:
-        """The job of a speech request: checked first, then its voice looked up."""
+    async def speech_job(self, req: SpeechRequest, access: VoiceAccess = OPEN) -> SynthesisJob:
+        """The job of a speech request: checked first, then its voice looked up among
+        those `access` may use."""
         self.jobs.check_speech(req)
-        voice = await self.voices.resolve(req.voice)
+        voice = await self.voices.resolve(req.voice, access)
         return self.jobs.speech(req, voice)
 
     async def reference(self, clip: BinaryIO | bytes, text: str) -> VoiceReference:

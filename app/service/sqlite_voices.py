@@ -20,10 +20,15 @@ from typing import Final
 from app.service.cloning import VoiceReference
 from app.service.voice_store import (
     COLUMNS,
+    INSERT_COLUMNS,
+    OPEN,
     SavedVoice,
+    VoiceAccess,
     name_key,
     name_taken,
     new_voice,
+    quota_exceeded,
+    rekeyed,
     unpack_reference,
 )
 
@@ -40,7 +45,36 @@ CREATE TABLE IF NOT EXISTS voices (
     created_at REAL NOT NULL
 )
 """
-SCHEMA_VERSION: Final = 2
+# Version 3: owners, shared voices and names unique per namespace. The name column's
+# own UNIQUE of version 1 cannot be dropped in SQLite: the table is rebuilt.
+_V3: Final = (
+    """
+    CREATE TABLE voices_v3 (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        namespace TEXT NOT NULL DEFAULT '',
+        owner TEXT,
+        shared INTEGER NOT NULL DEFAULT 1,
+        description TEXT NOT NULL DEFAULT '',
+        reference_text TEXT NOT NULL,
+        frames INTEGER NOT NULL,
+        codes BLOB NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "INSERT INTO voices_v3 (id, name, name_key, description, reference_text, frames, codes, "
+    "created_at) SELECT id, name, name_key, description, reference_text, frames, codes, "
+    "created_at FROM voices",
+    "DROP TABLE voices",
+    "ALTER TABLE voices_v3 RENAME TO voices",
+)
+_V3_INDEXES: Final = (
+    "CREATE UNIQUE INDEX voices_namespace_name ON voices (namespace, name_key)",
+    "CREATE INDEX voices_created ON voices (created_at, id)",
+    "CREATE INDEX voices_owner ON voices (owner)",
+)
+SCHEMA_VERSION: Final = 3
 
 
 class SqliteVoiceStore:
@@ -81,26 +115,48 @@ class SqliteVoiceStore:
                 self._conn.close()
                 self._conn = None
 
-    def create(self, name: str, reference: VoiceReference, description: str = "") -> SavedVoice:
-        new = new_voice(name, reference, description)
+    def create(
+        self,
+        name: str,
+        reference: VoiceReference,
+        description: str = "",
+        *,
+        owner: str | None = None,
+        shared: bool = True,
+        quota: int | None = None,
+    ) -> SavedVoice:
+        new = new_voice(name, reference, description, owner, shared)
         with self._db(create=True) as conn:
             assert conn is not None
             try:
+                # The count and the insert in one write transaction: concurrent saves of
+                # one key cannot both slip under its quota.
                 with transaction(conn):
+                    if quota is not None and _count(conn, owner) >= quota:
+                        raise quota_exceeded(quota)
                     conn.execute(
-                        f"INSERT INTO voices ({COLUMNS}, name_key, codes) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT INTO voices ({INSERT_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         new.row(),
                     )
             except sqlite3.IntegrityError as exc:
                 raise name_taken(name) from exc
         return new.voice
 
-    def get(self, voice_id: str) -> SavedVoice | None:
-        return self._one("id = ?", voice_id)
+    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        return self._one("id = ?", (voice_id,), access)
 
-    def find(self, key: str) -> SavedVoice | None:
-        return self._one("id = ?", key) or self._one("name_key = ?", name_key(key))
+    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        found = self._one("id = ?", (key,), access)
+        for namespace in access.namespaces():
+            found = found or self._one(
+                "namespace = ? AND name_key = ?", (namespace, name_key(key)), access
+            )
+        return found
+
+    def count(self, owner: str | None) -> int:
+        with self._db(create=False) as conn:
+            return 0 if conn is None else _count(conn, owner)
 
     def reference(self, voice: SavedVoice) -> VoiceReference:
         with self._db(create=False) as conn:
@@ -121,19 +177,51 @@ class SqliteVoiceStore:
                 cursor = conn.execute("DELETE FROM voices WHERE id = ?", (voice_id,))
             return cursor.rowcount > 0
 
-    def list(self) -> builtins.list[SavedVoice]:
+    def list(
+        self,
+        access: VoiceAccess = OPEN,
+        *,
+        after: SavedVoice | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[SavedVoice]:
+        where, values = _visible(access)
+        if after is not None:
+            where += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+            values += (after.created_at, after.created_at, after.id)
+        values += (-1 if limit is None else limit,)  # LIMIT -1: no limit
         with self._db(create=False) as conn:
             if conn is None:
                 return []
-            rows = conn.execute(f"SELECT {COLUMNS} FROM voices ORDER BY created_at, id")
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM voices WHERE {where} ORDER BY created_at, id LIMIT ?",
+                values,
+            )
             return [SavedVoice(*row) for row in rows.fetchall()]
 
-    def _one(self, where: str, value: str) -> SavedVoice | None:
+    def _one(
+        self, where: str, values: tuple[object, ...], access: VoiceAccess
+    ) -> SavedVoice | None:
+        visible, more = _visible(access)
         with self._db(create=False) as conn:
             if conn is None:
                 return None
-            row = conn.execute(f"SELECT {COLUMNS} FROM voices WHERE {where}", (value,)).fetchone()
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM voices WHERE {where} AND {visible}", values + more
+            ).fetchone()
         return SavedVoice(*row) if row is not None else None
+
+
+def _visible(access: VoiceAccess) -> tuple[str, tuple[object, ...]]:
+    if access.sees_all:
+        return "1", ()
+    return "(shared = 1 OR owner = ?)", (access.owner,)
+
+
+def _count(conn: sqlite3.Connection, owner: str | None) -> int:
+    count: int = conn.execute("SELECT count(*) FROM voices WHERE owner IS ?", (owner,)).fetchone()[
+        0
+    ]
+    return count
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -149,6 +237,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(_V1)
         if version < 2:
             _add_name_keys(conn)
+        if version < 3:
+            _add_owners(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
@@ -167,6 +257,18 @@ def _add_name_keys(conn: sqlite3.Connection) -> None:
         seen.add(key)
         conn.execute("UPDATE voices SET name_key = ? WHERE id = ?", (key, voice_id))
     conn.execute("CREATE UNIQUE INDEX voices_name_key ON voices (name_key)")
+
+
+def _add_owners(conn: sqlite3.Connection) -> None:
+    # Voices saved before owners existed become shared (everyone could use them);
+    # names are folded anew (compatibility caseless matching, docs/voices.md).
+    for statement in _V3:
+        conn.execute(statement)
+    rows = conn.execute("SELECT id, name, namespace FROM voices ORDER BY created_at, id")
+    for key, voice_id in rekeyed(rows.fetchall()):
+        conn.execute("UPDATE voices SET name_key = ? WHERE id = ?", (key, voice_id))
+    for statement in _V3_INDEXES:
+        conn.execute(statement)
 
 
 @contextmanager

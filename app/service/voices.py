@@ -9,7 +9,14 @@ from app.errors import InvalidRequest
 from app.protocol import MAX_VOICE_NAME_CHARS, Speaker, VoiceRef
 from app.service.cloning import VoiceReference
 from app.service.prompts import sanitize_text
-from app.service.voice_store import ID_PREFIX, VoiceNameTaken, VoiceStore
+from app.service.voice_store import (
+    ID_PREFIX,
+    OPEN,
+    VoiceAccess,
+    VoiceNameTaken,
+    VoiceStore,
+    name_key,
+)
 
 
 class VoiceCatalog:
@@ -35,9 +42,12 @@ class VoiceCatalog:
         )
 
     def is_builtin(self, name: str) -> bool:
-        """Whether `name` is a built-in speaker or alias (case-insensitive)."""
+        """Whether `name` is a built-in speaker or alias (case-insensitive), or folds to
+        one as saved names do (`ＴＡＲＡ`)."""
         key = name.strip().lower()
-        return key in {s.lower() for s in self._speakers} or key in self._aliases
+        if key in {s.lower() for s in self._speakers} or key in self._aliases:
+            return True
+        return name_key(name) in {name_key(n) for n in (*self._speakers, *self._aliases)}
 
     def listing(self) -> list[Speaker]:
         builtins = [Speaker(id=s, name=s, kind="builtin") for s in self._speakers]
@@ -58,14 +68,15 @@ class Voices:
         self.catalog = catalog
         self.store = store
 
-    async def resolve(self, voice: str | VoiceRef) -> Voice:
+    async def resolve(self, voice: str | VoiceRef, access: VoiceAccess = OPEN) -> Voice:
         """By id for ``{"id": ...}`` (or a built-in name); for a string, built-in speakers
-        and aliases first (saved names cannot shadow them), then a saved id or name."""
+        and aliases first (saved names cannot shadow them), then a saved id or name among
+        the voices `access` may use (its own first, then shared ones)."""
         by_id = isinstance(voice, VoiceRef)
         name = voice.id if isinstance(voice, VoiceRef) else voice
         if self.catalog.is_builtin(name):
             return self.catalog.resolve(name)
-        saved = await asyncio.to_thread(self._saved_reference, name, by_id)
+        saved = await asyncio.to_thread(self._saved_reference, name, by_id, access)
         if saved is not None:
             return saved
         if by_id:
@@ -74,8 +85,8 @@ class Voices:
             )
         return self.catalog.resolve(name)  # the 400 listing the valid voices
 
-    def _saved_reference(self, key: str, by_id: bool) -> VoiceReference | None:
-        voice = self.store.get(key) if by_id else self.store.find(key)
+    def _saved_reference(self, key: str, by_id: bool, access: VoiceAccess) -> VoiceReference | None:
+        voice = self.store.get(key, access) if by_id else self.store.find(key, access)
         if voice is None:
             return None
         try:
@@ -83,8 +94,8 @@ class Voices:
         except LookupError:  # deleted meanwhile
             return None
 
-    async def listing(self) -> list[Speaker]:
-        saved = await asyncio.to_thread(self.store.list)
+    async def listing(self, access: VoiceAccess = OPEN) -> list[Speaker]:
+        saved = await asyncio.to_thread(self.store.list, access)
         return self.catalog.listing() + [Speaker(id=v.id, name=v.name, kind="saved") for v in saved]
 
     def new_name(self, value: str) -> str:
@@ -94,7 +105,7 @@ class Voices:
             raise InvalidRequest("name must not be empty.", param="name")
         if len(name) > MAX_VOICE_NAME_CHARS:
             raise InvalidRequest(f"name exceeds {MAX_VOICE_NAME_CHARS} characters.", param="name")
-        if name.lower().startswith(ID_PREFIX):
+        if name_key(name).startswith(ID_PREFIX):
             raise InvalidRequest(f"name must not start with {ID_PREFIX!r} (ids do).", param="name")
         if self.catalog.is_builtin(name):
             raise VoiceNameTaken(f"{name!r} is a built-in voice name.", param="name")
