@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0.1)
     max_reference_seconds: float = Field(default=30.0, ge=1.0)
+    max_reference_encodes: int = Field(
+        default=2, ge=1, description="Reference clips SNAC-encoded at once; beyond: 503"
+    )
     max_voices_per_key: int = Field(
         default=100, ge=0, description="Saved voices per API key (open gateway: in all); 0: no cap"
     )

@@ -132,6 +132,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Batch padding must stay outside SNAC's receptive field (3 frames), whatever
         # context the windows themselves carry.
         receptive_field=RECEPTIVE_FIELD_FRAMES,
+        max_encodes=settings.max_reference_encodes,
     )
     service.start()
     app.state.metrics.watch_codec(service.stats)
