@@ -14,8 +14,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import uvicorn
 
+from app.api.http_server import server_options
 from app.api.logs import configure_logging
-from app.api.websocket import uvicorn_ws_options
 from app.config import SettingsError, load_settings
 from app.main import create_app
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         # Streams are drained by the app before uvicorn shuts down (app/api/draining.py):
         # this bounds only what is left, such as an upload still arriving.
         "timeout_graceful_shutdown": _LEFTOVER_SECONDS,
-        **uvicorn_ws_options(settings),
+        # Bounded request heads, and connection aborts for streams (app/api/http_server.py).
+        **server_options(settings),
     }
     if settings.workers > 1:
         from app.workers import serve_workers

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     workers: int = Field(default=1, ge=1, le=64)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="Largest request head (line + headers): 431"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a request head may take to arrive: 408"
+    )
+    client_stall_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a streamed response may wait for the client to take any bytes "
+        "before it is ended and its slot freed; 0 disables",
+    )
     prometheus_multiproc_dir: Path | None = Field(
         default=None,
         description="prometheus-client's multiprocess directory; set by `python -m app` "
@@ -206,18 +218,31 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     min_reference_seconds: float = Field(default=1.0, ge=0.1)
     max_reference_seconds: float = Field(default=30.0, ge=1.0)
+    max_reference_encodes: int = Field(
+        default=2, ge=1, description="Reference clips SNAC-encoded at once; beyond: 503"
+    )
+    max_voices_per_key: int = Field(
+        default=100, ge=0, description="Saved voices per API key (open gateway: in all); 0: no cap"
+    )
 
     # --- protection / observability ---
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that also manage every saved voice and may save shared ones",
+    )
     protect_health: bool = False
     max_concurrent_streams: int = Field(default=64, ge=1)
     rate_limit_per_minute: int = Field(default=0, ge=0, description="0 disables rate limiting")
+    auth_failures_per_minute: int = Field(
+        default=20, ge=0, description="Wrong API keys per client IP per minute; 0: unlimited"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     web_ui: bool = Field(default=True, description="Serve the browser page at /")
     sentry_dsn: str | None = None
 
-    @field_validator("speakers", "api_keys", "cors_origins", mode="before")
+    @field_validator("speakers", "api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)

@@ -33,6 +33,7 @@ class GatewayError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         retryable: bool | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -41,6 +42,9 @@ class GatewayError(Exception):
         self.headers = headers or {}
         if retryable is not None:
             self.retryable = retryable
+        self.detail = detail
+        """What only the operator should see (backend URLs and bodies, settings to check):
+        logged with the request id, never sent to the client."""
 
     def envelope(self) -> dict[str, Any]:
         return error_envelope(self.message, self.error_type, param=self.param, code=self.code)
@@ -59,6 +63,12 @@ class AuthenticationFailed(GatewayError):
     status_code = 401
     error_type = "authentication_error"
     default_code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
 
 
 class NotFound(GatewayError):

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from app.api import (
     deepgram,
@@ -142,7 +143,8 @@ def _accelerate(settings: Settings, codec: SnacCodec, *, batching: bool) -> Acce
 def _startup_failed(exc: BaseException) -> None:
     # The message names the setting and the remedy: say it plainly before the
     # server's traceback.
-    log.error("start-up failed: %s", exc)
+    detail = getattr(exc, "detail", None)
+    log.error("start-up failed: %s%s", exc, f" ({detail})" if detail else "")
 
 
 @asynccontextmanager
@@ -180,6 +182,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # context the windows themselves carry.
         receptive_field=RECEPTIVE_FIELD_FRAMES,
         warm_up=decoder.warm_up,
+        max_encodes=settings.max_reference_encodes,
     )
     service.start()
     app.state.metrics.watch_codec(service.stats)
@@ -256,23 +259,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    _install_protection(app, settings)
-    install_error_handlers(app)
-    app.include_router(speech.router)
-    app.include_router(ws_native.router)
-    app.include_router(deepgram.router)
-    app.include_router(voices.router)
-    app.include_router(vc.router)
-    app.include_router(saved_voices.router)
-    app.include_router(normalize.router)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
+    routers = [
+        speech.router,
+        ws_native.router,
+        deepgram.router,
+        voices.router,
+        vc.router,
+        saved_voices.router,
+        normalize.router,
+        health.router,
+        metrics.router,
+    ]
     if settings.web_ui:
-        app.include_router(web.build_router())
+        routers.append(web.build_router())
+    _install_protection(app, settings, [route for r in routers for route in r.routes])
+    install_error_handlers(app)
+    for router in routers:
+        app.include_router(router)
     return app
 
 
-def _install_protection(app: FastAPI, settings: Settings) -> None:
+def _install_protection(app: FastAPI, settings: Settings, routes: list[BaseRoute]) -> None:
     """Metrics, request ids, CORS, API keys, rate limits and stream admission."""
     gateway_metrics = GatewayMetrics(settings.prometheus_multiproc_dir)
     slots = StreamSlots(settings.max_concurrent_streams)
@@ -290,7 +297,14 @@ def _install_protection(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter, public_paths=public_paths)
     keys = load_api_keys(settings)
     if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys, public_paths=public_paths)
+        failures = settings.auth_failures_per_minute
+        app.add_middleware(
+            ApiKeyMiddleware,
+            keys=keys,
+            public_paths=public_paths,
+            failures=RateLimiter(failures) if failures else None,
+            admin_keys=[key.strip() for key in settings.admin_api_keys if key.strip()],
+        )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -306,7 +320,7 @@ def _install_protection(app: FastAPI, settings: Settings) -> None:
             # (Chrome's Private Network Access preflight).
             allow_private_network=True,
         )
-    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics, routes=routes)
     if settings.sentry_dsn:
         _init_sentry(settings.sentry_dsn)
 

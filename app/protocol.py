@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from app.audio.formats import ResponseFormat
 from app.audio.speed import MAX_SPEED, MIN_SPEED
@@ -16,12 +17,32 @@ MAX_VOICE_NAME_CHARS = 64
 MAX_VOICE_DESCRIPTION_CHARS = 1000
 MAX_CONSENT_CHARS = 200
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> bool:
+    """Whether `text` has no lone surrogate (category Cs), so it can be encoded as UTF-8."""
+    return _SURROGATES.search(text) is None
+
+
+def _no_surrogates(value: object) -> object:
+    # A lone surrogate cannot be encoded as UTF-8: tokenizers, HTTP clients and
+    # databases fail on it far from here. Refuse it where the field is known, before
+    # pydantic's own string check words it vaguely.
+    if isinstance(value, str) and not encodable(value):
+        raise ValueError("must not contain lone surrogates (U+D800-U+DFFF): send valid Unicode")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_no_surrogates)]
+"""A text field of the public API: any Unicode string that can be encoded as UTF-8."""
+
 
 class VoiceRef(BaseModel):
     """OpenAI SDK form for a custom voice: `voice={"id": "..."}`."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1)
+    id: Text = Field(min_length=1)
 
 
 class SynthesisOptions(BaseModel):
@@ -50,14 +71,14 @@ class SpeechRequest(SynthesisOptions):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(
+    model: Text = Field(
         min_length=1, description="tts-1, tts-1-hd, gpt-4o-mini-tts or the served name"
     )
-    input: str = Field(description="Text to speak.")
+    input: Text = Field(description="Text to speak.")
     voice: str | VoiceRef = Field(
         description="A speaker name, an OpenAI voice name or a saved voice"
     )
-    instructions: str | None = Field(
+    instructions: Text | None = Field(
         default=None, description="Accepted for compatibility; Orpheus models do not use it."
     )
 
@@ -76,6 +97,13 @@ class SpeechRequest(SynthesisOptions):
             raise ValueError("input must contain text to speak")
         return value
 
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_text(cls, value: object) -> object:
+        # Before the union: one error naming `voice`, not one per member of the union.
+        _no_surrogates(value.get("id") if isinstance(value, dict) else value)
+        return value
+
     @property
     def voice_name(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
@@ -87,9 +115,9 @@ class CloneForm(SynthesisOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference_text: str = Field(description="Transcript of reference_audio.")
-    generate_text: str = Field(description="Text to speak in the reference voice.")
-    model: str | None = None
+    reference_text: Text = Field(description="Transcript of reference_audio.")
+    generate_text: Text = Field(description="Text to speak in the reference voice.")
+    model: Text | None = None
 
 
 class SaveVoiceForm(BaseModel):
@@ -98,17 +126,20 @@ class SaveVoiceForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
-    reference_text: str | None = Field(
+    name: Text = Field(description="Unique name; usable as `voice` in /v1/audio/speech.")
+    reference_text: Text | None = Field(
         default=None, description="Transcript of the clip (required: see the route)."
     )
-    description: str = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
-    consent: str = Field(
+    description: Text = Field(default="", max_length=MAX_VOICE_DESCRIPTION_CHARS)
+    consent: Text = Field(
         default="",
         max_length=MAX_CONSENT_CHARS,
         description="OpenAI's consent recording id; kept with the voice as given, not verified.",
     )
-    type: str = Field(default="audio_sample", description="OpenAI's creation method.")
+    type: Text = Field(default="audio_sample", description="OpenAI's creation method.")
+    shared: bool = Field(
+        default=False, description="Usable by every API key (admin keys only; docs/voices.md)"
+    )
 
     @field_validator("type")
     @classmethod
@@ -135,6 +166,10 @@ class VoiceInfo(BaseModel):
     reference_seconds: float
     audio_tokens: int
     created_at: int
+    shared: bool = Field(description="Usable by every API key, not only the one that saved it")
+
+
+MAX_VOICES_PAGE = 100
 
 
 class NamedItem(BaseModel):
@@ -145,11 +180,17 @@ class NamedItem(BaseModel):
 
 
 class VoiceList(BaseModel):
+    """A page of saved voices, oldest first (`limit`/`after` as OpenAI's list endpoints)."""
+
     object: Literal["list"] = "list"
     data: list[VoiceInfo]
-    """The saved voices."""
+    """The page of saved voices."""
     voices: list[NamedItem]
-    """Every voice a request may name: built-in speakers, aliases, saved voices."""
+    """The voices a request may name by id and name: built-in speakers, aliases and this
+    page's saved voices (Open WebUI reads this list)."""
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
 
 
 class VoiceDeleted(BaseModel):
@@ -215,7 +256,7 @@ class NormalizeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(description="Text as it would be sent to /v1/audio/speech.")
+    input: Text = Field(description="Text as it would be sent to /v1/audio/speech.")
     normalize: bool = Field(
         default=True, description="false: segment the text as written (NORMALIZE_TEXT=false too)"
     )

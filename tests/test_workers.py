@@ -4,6 +4,7 @@ are per worker (as documented), and a SIGTERM that takes every process down clea
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -115,6 +116,17 @@ def test_rate_limits_are_per_worker_process(workers: GatewayProcess) -> None:
     finally:
         for client in clients.values():
             client.close()
+
+
+def test_workers_bound_request_heads_too(workers: GatewayProcess) -> None:
+    """WORKERS > 1 serves with the same protocol as one process (app/api/http_server.py)."""
+    for _ in range(4):  # whichever worker takes the connection
+        with socket.create_connection(("127.0.0.1", workers.port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+            )
+            answer = sock.recv(200)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer
 
 
 def test_sigterm_stops_every_worker(workers: GatewayProcess) -> None:

@@ -27,8 +27,9 @@ from app.audio.raw import Container, RawEncoder, RawEncoding
 from app.audio.speed import MAX_SPEED, MIN_SPEED
 from app.config import Settings
 from app.errors import GatewayError, InvalidRequest
-from app.protocol import SpeechRequest, SynthesisOptions
+from app.protocol import SpeechRequest, SynthesisOptions, encodable
 from app.service.gateway import Gateway
+from app.service.voice_store import VoiceAccess
 
 router = APIRouter(tags=["deepgram"])
 
@@ -92,7 +93,7 @@ async def speak_params(connection: HTTPConnection, gateway: Gateway, *, http: bo
     if query.get("mip_opt_out", "false").lower() not in _FLAGS:
         raise _bad("mip_opt_out must be true or false.", "mip_opt_out")
     model = query.get("model") or ""
-    voice = await _voice(gateway, settings, model)
+    voice = await _voice(gateway, settings, model, deps.voice_access(connection))
     return SpeakParams(
         model or voice,
         voice,
@@ -103,7 +104,7 @@ async def speak_params(connection: HTTPConnection, gateway: Gateway, *, http: bo
     )
 
 
-async def _voice(gateway: Gateway, settings: Settings, model: str) -> str:
+async def _voice(gateway: Gateway, settings: Settings, model: str, access: VoiceAccess) -> str:
     """The voice a Deepgram `model` names: the DEEPGRAM_VOICES table, else a voice name of
     the gateway's own (built-in, alias or saved)."""
     if not model:
@@ -112,7 +113,7 @@ async def _voice(gateway: Gateway, settings: Settings, model: str) -> str:
     if model.lower() in table:
         return table[model.lower()]
     try:
-        await gateway.voices.resolve(model)
+        await gateway.voices.resolve(model, access)
     except GatewayError as exc:
         known = ", ".join(sorted(settings.deepgram_voices))
         raise _bad(
@@ -169,7 +170,8 @@ async def speak(request: Request) -> Response:
                 voice=params.voice,
                 response_format="pcm",
                 speed=params.speed,
-            )
+            ),
+            deps.voice_access(request),
         )
         media_type = params.encoder().media_type
         return await synthesis_response(
@@ -194,4 +196,9 @@ async def _text(request: Request) -> str:
     text = body.get("text") if isinstance(body, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest("text must be a non-empty string.", param="text")
+    if not encodable(text):
+        raise InvalidRequest(
+            "text must not contain lone surrogates (U+D800-U+DFFF): send valid Unicode.",
+            param="text",
+        )
     return text

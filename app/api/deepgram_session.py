@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket
 
+from app.api import deps
 from app.api.websocket import CloseSession, IdleTimeout, Sender, close_code
 from app.api.ws_serve import open_session
 from app.errors import GatewayError
+from app.protocol import encodable
 from app.service.gateway import Gateway
 from app.service.session import Audio, Cleared, Failed, Finished, Flushed, SynthesisSession
 
@@ -61,7 +63,8 @@ class DeepgramSession:
 
     async def open(self) -> None:
         """Resolve the voice and build the session (before the handshake is accepted)."""
-        voice = await self._gateway.voices.resolve(self._params.voice)
+        access = deps.voice_access(self._websocket)
+        voice = await self._gateway.voices.resolve(self._params.voice, access)
         self._session = open_session(
             self._websocket, self._gateway, voice, self._params.options(), self._params.encoder
         )
@@ -109,8 +112,11 @@ class DeepgramSession:
         try:
             if kind == "Speak":
                 speak = message.get("text")
-                if not isinstance(speak, str):
-                    await self.sender.json(warning("Speak needs a text string.", "INVALID_TEXT"))
+                if not isinstance(speak, str) or not encodable(speak):
+                    message_text = (
+                        "Speak needs a text string of valid Unicode (no lone surrogates)."
+                    )
+                    await self.sender.json(warning(message_text, "INVALID_TEXT"))
                     return
                 await self.session.append(speak)
             elif kind == "Flush":

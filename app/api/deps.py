@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from app.config import Settings
 from app.errors import Overloaded
 from app.service.gateway import Gateway
+from app.service.voice_store import OPEN, VoiceAccess
 
 if TYPE_CHECKING:  # the API modules below read their state through here
     from app.api.draining import Drain
@@ -53,3 +54,13 @@ def drain(request: HTTPConnection) -> Drain | None:
     """The shutdown drain (None in an app built without one)."""
     value: Drain | None = getattr(request.app.state, "drain", None)
     return value
+
+
+def voice_access(request: HTTPConnection) -> VoiceAccess:
+    """Which saved voices the caller may use: those of its API key (set by the auth
+    middleware) and shared ones, every one for an admin key; all in an open gateway."""
+    state = request.scope.get("state", {})
+    owner = state.get("client_id")
+    if not isinstance(owner, str):
+        return OPEN
+    return VoiceAccess(owner=owner, admin=bool(state.get("admin")))

@@ -22,6 +22,18 @@ def error_response(exc: GatewayError) -> JSONResponse:
     return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.response_headers())
 
 
+def log_failure(exc: GatewayError, what: str = "request failed", *, always: bool = False) -> None:
+    """One line for a failure: its cause, the message the client got, and the detail only
+    the operator sees. Client errors (4xx) without detail only when `always`."""
+    if exc.status_code < 500 and exc.detail is None and not always:
+        return
+    level = logging.WARNING if exc.status_code >= 500 else logging.INFO
+    detail = f" ({exc.detail})" if exc.detail else ""
+    log.log(
+        level, "%s: %s: %s%s", what, exc.code, exc.message, detail, extra={"error_cause": exc.code}
+    )
+
+
 def _note_cause(scope: Scope, cause: str | None) -> None:
     # Read by the request-context middleware for the errors-by-cause metric and the log.
     scope.setdefault("state", {})["error_cause"] = cause or "unknown"
@@ -47,6 +59,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         _note_cause(request.scope, exc.code)
+        log_failure(exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

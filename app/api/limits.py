@@ -47,6 +47,13 @@ class RateLimiter:
         self._buckets[client] = (tokens, now)
         return (1.0 - tokens) / self.rate
 
+    def wait(self, client: str) -> float | None:
+        """None if `client` has a request left, else seconds until it has; takes nothing."""
+        now = self._clock()
+        tokens, stamp = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _forget_idle(self, now: float) -> None:
         # A bucket that has refilled is the same as no bucket: drop it to bound memory.
         full_after = self.capacity / self.rate
@@ -55,13 +62,17 @@ class RateLimiter:
         }
 
 
+def client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
+
+
 def client_identity(scope: Scope) -> str:
     """The API key's identity when authenticated (set by the auth middleware), else the IP."""
     identity = scope.get("state", {}).get("client_id")
     if isinstance(identity, str):
         return identity
-    client = scope.get("client")
-    return f"ip:{client[0]}" if client else "ip:unknown"
+    return client_ip(scope)
 
 
 class RateLimitMiddleware:

@@ -1,19 +1,26 @@
 """Per-request context: the request id (taken from `X-Request-ID` or generated, always
-echoed), a JSON access log line, and the request counters of `/metrics`."""
+echoed, on 500s too), a JSON access log line, and the request counters of `/metrics`
+(by route, also for requests refused before routing such as 401s)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.delivery import abort_connection
 from app.api.logs import request_id
 from app.api.metrics import GatewayMetrics
+from app.errors import error_envelope
 
 log = logging.getLogger("app.access")
+errors_log = logging.getLogger(__name__)
 
 HEADER = "X-Request-ID"
 # Client ids end up in logs and headers: only short, plain tokens are taken as they are.
@@ -30,17 +37,36 @@ def incoming_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _route_of(scope: Scope) -> str:
+def _route_of(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     route = scope.get("route")
+    if route is None:
+        # Answered before routing (API key, rate limit): the route it was meant for.
+        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
     path = getattr(route, "path", None)
     # Unmatched paths are not used as labels: clients could create any number of series.
     return path if isinstance(path, str) else "unmatched"
 
 
+async def _internal_error(send: Send) -> None:
+    body = json.dumps(
+        error_envelope("Internal server error.", "server_error", code="internal_error")
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: GatewayMetrics | None = None,
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
+        """``routes``: the app's routes, to label requests refused before routing."""
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,10 +78,12 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         sent_bytes = 0
+        responded = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, sent_bytes
+            nonlocal status, sent_bytes, responded
             if message["type"] == "http.response.start":
+                responded = True
                 status = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", rid.encode()))
@@ -66,9 +94,18 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Handled here rather than by Starlette's outermost handler, so the answer
+            # carries the request id and the failure is logged once.
+            scope["state"]["error_cause"] = "internal_error"
+            errors_log.error("unhandled error", exc_info=exc, extra={"request_id": rid})
+            if not responded:
+                await _internal_error(send_with_id)
+            elif not await abort_connection(scope):
+                raise
         finally:
             elapsed = time.perf_counter() - started
-            route = _route_of(scope)
+            route = _route_of(scope, self.routes)
             cause = scope.get("state", {}).get("error_cause")
             if self.metrics is not None:
                 self.metrics.observe_request(scope["method"], route, status, elapsed)

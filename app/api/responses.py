@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from app.api import deps
 from app.api.cancellation import ClientDisconnected, unless_disconnected
 from app.api.draining import Drain
+from app.api.errors import log_failure
 from app.api.streaming import GuardedStreamingResponse, StreamLease, admit
 from app.audio.encoders import StreamingEncoder
 from app.audio.formats import MEDIA_TYPES
@@ -65,15 +66,20 @@ async def synthesis_response(
             return await complete_file(stream, drain)
         finally:
             await lease.close()
+    stall_timeout = deps.settings(request).client_stall_timeout
     if stream_format == "sse":
         return GuardedStreamingResponse(
-            sse_events(stream, drain), lease.close, media_type="text/event-stream"
+            sse_events(stream, drain),
+            lease.close,
+            media_type="text/event-stream",
+            stall_timeout=stall_timeout,
         )
     return GuardedStreamingResponse(
         audio_bytes(stream, drain),
         lease.close,
         media_type=media_type or MEDIA_TYPES[job.response_format],
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
+        stall_timeout=stall_timeout,
     )
 
 
@@ -108,7 +114,7 @@ async def sse_events(stream: SpeechStream, drain: Drain | None = None) -> AsyncI
         )
         yield _event(AudioDoneEvent(usage=usage).model_dump_json())
     except GatewayError as exc:
-        log.warning("speech stream failed after commit: %s", exc.message)
+        log_failure(exc, "speech stream failed after commit", always=True)
         yield _event(ErrorEvent(error=exc.envelope()["error"]).model_dump_json())
     except Exception:
         log.exception("speech stream failed after commit")

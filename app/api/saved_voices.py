@@ -8,26 +8,31 @@ SDK's `audio.voices.create(name=, audio_sample=, consent=)` sends them: the clip
 `extra_body={"reference_text": ...}`. Names are unique case-insensitively and may
 not be a built-in speaker or alias: a clash is 409. Saving takes a stream slot while
 the reference is encoded (it uses the shared codec), taken before the upload is read.
+
+With API keys, a voice belongs to the key that saved it: other keys neither list, use
+nor delete it (404), unless an admin key saved it with `shared=true`. Each key may keep
+`MAX_VOICES_PER_KEY` voices. Listings are pages (`limit`, `after`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 
 from app.api import deps
 from app.api.streaming import admit
 from app.api.uploads import Upload, openapi_form, read_upload, validate_fields
 from app.audio.pcm import frames_to_seconds
-from app.errors import InvalidRequest, NotFound
-from app.protocol import SaveVoiceForm, VoiceDeleted, VoiceInfo, VoiceList
+from app.errors import Forbidden, InvalidRequest, NotFound
+from app.protocol import MAX_VOICES_PAGE, SaveVoiceForm, Text, VoiceDeleted, VoiceInfo, VoiceList
 from app.service.cloning import MIN_GENERATION_TOKENS, REFERENCE_AUDIO, fit_max_tokens, transcript
 from app.service.gateway import Gateway
 from app.service.prompts import sanitize_text
-from app.service.voice_store import SavedVoice
+from app.service.voice_store import SavedVoice, VoiceAccess, quota_exceeded
 
 router = APIRouter(tags=["saved voices"])
 
@@ -46,7 +51,12 @@ def voice_info(voice: SavedVoice) -> VoiceInfo:
         consent=voice.consent or None,
         audio_tokens=voice.audio_tokens,
         created_at=int(voice.created_at),
+        shared=voice.shared,
     )
+
+
+def _not_found(voice_id: str) -> NotFound:
+    return NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
 
 
 @router.post(
@@ -62,13 +72,21 @@ def voice_info(voice: SavedVoice) -> VoiceInfo:
             "description": {"type": "string"},
             "consent": {"type": "string"},
             "type": {"type": "string", "enum": ["audio_sample"]},
+            "shared": {"type": "boolean"},
         },
     ),
 )
 async def create_voice(
-    request: Request, gateway: Annotated[Gateway, Depends(deps.gateway)]
+    request: Request,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
 ) -> VoiceInfo:
     gateway.pipeline.check_capacity()
+    quota = gateway.settings.max_voices_per_key or None
+    if access.admin:
+        quota = None
+    if quota is not None and await asyncio.to_thread(gateway.store.count, access.owner) >= quota:
+        raise quota_exceeded(quota)  # before the upload and its encode
     lease = admit(request)
     try:
         upload = await read_upload(
@@ -80,6 +98,8 @@ async def create_voice(
         )
         try:
             form = validate_fields(SaveVoiceForm, upload.fields)
+            if form.shared and not access.sees_all:
+                raise Forbidden("Only an admin key may save a shared voice.", param="shared")
             field, clip = _clip(upload)
             name = gateway.voices.new_name(form.name)
             text = transcript(_needed_transcript(form.reference_text, field))
@@ -100,7 +120,16 @@ async def create_voice(
     )
     description = sanitize_text(form.description)
     voice = await asyncio.to_thread(
-        gateway.store.create, name, reference, description, form.consent.strip()
+        functools.partial(
+            gateway.store.create,
+            name,
+            reference,
+            description,
+            form.consent.strip(),
+            owner=access.owner,
+            shared=form.shared,
+            quota=quota,
+        )
     )
     return voice_info(voice)
 
@@ -135,24 +164,59 @@ def _needed_transcript(value: str | None, clip_field: str) -> str:
 
 
 @router.get("/v1/audio/voices")
-async def list_voices(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceList:
-    """`data`: the saved voices; `voices`: every voice by id and name (Open WebUI)."""
-    saved = await gateway.voices.saved()
-    return VoiceList(data=[voice_info(v) for v in saved], voices=gateway.voices.choices(saved))
+async def list_voices(
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+    limit: Annotated[int, Query(ge=1, le=MAX_VOICES_PAGE)] = MAX_VOICES_PAGE,
+    after: Annotated[
+        Text | None, Query(description="id of the last voice of the page before")
+    ] = None,
+) -> VoiceList:
+    """`data`: a page of the saved voices `access` may use; `voices`: the built-in voices
+    and that page's saved ones by id and name (Open WebUI's list)."""
+    store = gateway.store
+    cursor = None
+    if after is not None:
+        cursor = await asyncio.to_thread(store.get, after, access)
+        if cursor is None:
+            raise InvalidRequest(f"after: no saved voice has id {after!r}.", param="after")
+    voices = await asyncio.to_thread(
+        functools.partial(store.list, access, after=cursor, limit=limit + 1)
+    )
+    saved = voices[:limit]
+    page = [voice_info(v) for v in saved]
+    return VoiceList(
+        data=page,
+        voices=gateway.voices.choices(saved),
+        has_more=len(voices) > limit,
+        first_id=page[0].id if page else None,
+        last_id=page[-1].id if page else None,
+    )
 
 
 @router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(voice_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]) -> VoiceInfo:
-    voice = await asyncio.to_thread(gateway.store.get, voice_id)
+async def get_voice(
+    voice_id: str,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+) -> VoiceInfo:
+    voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
     if voice is None:
-        raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
+        raise _not_found(voice_id)
     return voice_info(voice)
 
 
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(
-    voice_id: str, gateway: Annotated[Gateway, Depends(deps.gateway)]
+    voice_id: str,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
 ) -> VoiceDeleted:
+    voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
+    if voice is None:
+        raise _not_found(voice_id)
+    if not voice.deletable_by(access):
+        raise Forbidden("Only an admin key may delete a shared voice.", param="voice_id")
     if not await asyncio.to_thread(gateway.store.delete, voice_id):
-        raise NotFound(f"No saved voice has id {voice_id!r}.", param="voice_id")
+        raise _not_found(voice_id)
     return VoiceDeleted(id=voice_id)

@@ -21,6 +21,6 @@ async def create_speech(
     request: Request,
     gateway: Annotated[Gateway, Depends(deps.gateway)],
 ) -> Response:
-    job = await gateway.speech_job(body)
+    job = await gateway.speech_job(body, deps.voice_access(request))
     # Streaming, SSE, complete files and admission are shared with /v1/audio/vc.
     return await synthesis_response(request, gateway.pipeline, job, body.stream_format)

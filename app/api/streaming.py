@@ -17,11 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import anyio
 from fastapi import Request
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.api import deps
+from app.api.delivery import abort_connection, guard_send
+from app.api.errors import log_failure
 from app.api.limits import Slot
 from app.api.metrics import GatewayMetrics, error_cause
+from app.errors import GatewayError
 from app.service.speech import SpeechStream
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,14 @@ class StreamLease:
 
 
 class GuardedStreamingResponse(StreamingResponse):
-    """A `StreamingResponse` over `content` that calls `on_close` however it ends."""
+    """A `StreamingResponse` over `content` that calls `on_close` however it ends.
+
+    A client that takes no bytes for `stall_timeout` seconds ends the stream
+    (`app.api.delivery`). A failure after the response started — the backend, the
+    codec, a stalled client, a shutdown — is logged once, with the request id and
+    cause, and the connection is dropped, so the client sees a broken transfer rather
+    than a short body that looks complete.
+    """
 
     def __init__(
         self,
@@ -69,10 +79,12 @@ class GuardedStreamingResponse(StreamingResponse):
         *,
         media_type: str,
         headers: Mapping[str, str] | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         self._source = content
         self._on_close = on_close
         self._step: asyncio.Future[bytes] | None = None
+        self._stall_timeout = stall_timeout
         super().__init__(self._relay(), media_type=media_type, headers=headers)
 
     async def _relay(self) -> AsyncIterator[bytes]:
@@ -85,13 +97,28 @@ class GuardedStreamingResponse(StreamingResponse):
             yield chunk
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        guarded = guard_send(send, self._stall_timeout)
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await guarded(message)
+
+        failure: Exception | None = None
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, tracked)
+        except Exception as exc:
+            if not started:
+                raise  # still a proper HTTP error
+            failure = exc
         finally:
             with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True) as scope_:
                 await self._cleanup()
             if scope_.cancelled_caught:
                 log.error("stream cleanup did not finish within %g s", CLEANUP_TIMEOUT)
+        if failure is not None:
+            await _abort_after_commit(scope, failure)
 
     async def _cleanup(self) -> None:
         try:
@@ -106,6 +133,24 @@ class GuardedStreamingResponse(StreamingResponse):
                 await aclose()
         finally:
             await self._on_close()
+
+
+async def _abort_after_commit(scope: Scope, failure: Exception) -> None:
+    """One log line for a stream that failed after its response started, then the
+    connection dropped (raising is the fallback: the server then closes it)."""
+    cause = error_cause(failure)
+    scope.setdefault("state", {}).setdefault("error_cause", cause)
+    if isinstance(failure, GatewayError):
+        log_failure(failure, "stream aborted after the response started", always=True)
+    else:
+        log.error(
+            "stream aborted after the response started: %s",
+            cause,
+            exc_info=failure,
+            extra={"error_cause": cause},
+        )
+    if not await abort_connection(scope):
+        raise failure
 
 
 def admit(request: Request) -> StreamLease:

@@ -5,7 +5,9 @@ read; without one (chunked uploads) the bytes are counted as they arrive and the
 request is refused as soon as the count passes the limit. File parts are spooled
 by Starlette (in memory up to 1 MiB, then a temporary file), so memory stays bounded
 whatever the limit. Field names are checked against what the endpoint accepts, so a
-misspelled field is a clear 400 rather than a confusing "missing" one.
+misspelled field is a clear 400 rather than a confusing "missing" one. A client that
+sends nothing for `CLIENT_STALL_TIMEOUT` gets 408; one that disconnects mid-upload
+ends the request quietly (499, counted as `client_disconnected`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
-from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from app.api import deps
+from app.api.delivery import deliver
+from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,9 +49,27 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-async def _counted(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+class UploadInterrupted(GatewayError):
+    """The client disconnected before its upload was complete."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
+
+
+async def _counted(
+    request: Request, limit: int, stall_timeout: float | None
+) -> AsyncGenerator[bytes, None]:
     total = 0
-    async for chunk in request.stream():
+    chunks = aiter(request.stream())
+    while True:
+        try:
+            # A client that stops sending must not hold its stream slot for good either.
+            chunk = await deliver(anext(chunks), stall_timeout)
+        except StopAsyncIteration:
+            return
+        except ClientDisconnect:
+            raise UploadInterrupted("The client disconnected during the upload.") from None
         total += len(chunk)
         if total > limit:
             raise _too_large(limit)
@@ -73,7 +96,7 @@ async def read_upload(
         raise _too_large(max_bytes)
     parser = MultiPartParser(
         request.headers,
-        _counted(request, max_bytes),
+        _counted(request, max_bytes, deps.settings(request).client_stall_timeout),
         max_files=len(files) + 1,
         max_fields=len(fields) + 8,
     )

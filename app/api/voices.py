@@ -14,14 +14,18 @@ from app.api import deps
 from app.errors import NotFound
 from app.protocol import AudioModelList, ModelCard, ModelList, NamedItem, SpeakerList
 from app.service.gateway import Gateway
+from app.service.voice_store import VoiceAccess
 
 router = APIRouter(tags=["voices"])
 
 
 @router.get("/v1/audio/speaker")
-async def list_speakers(gateway: Annotated[Gateway, Depends(deps.gateway)]) -> SpeakerList:
+async def list_speakers(
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+) -> SpeakerList:
     voices = gateway.voices
-    return SpeakerList(default=voices.catalog.default, data=await voices.listing())
+    return SpeakerList(default=voices.catalog.default, data=await voices.listing(access))
 
 
 @router.get("/v1/models")

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api import deps
 from app.api.validation import describe_validation
 from app.api.websocket import CloseSession, Sender, close_code
 from app.api.ws_serve import open_session, serve
@@ -28,7 +29,7 @@ from app.audio.pcm import SAMPLE_RATE
 from app.audio.speed import MAX_SPEED, MIN_SPEED
 from app.config import Settings
 from app.errors import GatewayError, InvalidRequest
-from app.protocol import SynthesisOptions, VoiceRef
+from app.protocol import SynthesisOptions, Text, VoiceRef
 from app.service.gateway import Gateway
 from app.service.session import (
     Audio,
@@ -54,7 +55,7 @@ class SessionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["session.update"]
-    voice: str | VoiceRef | None = None
+    voice: Text | VoiceRef | None = None
     response_format: ResponseFormat = "pcm"
     speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -71,7 +72,7 @@ class SessionUpdate(BaseModel):
 class TextAppend(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["input_text.append"]
-    text: str
+    text: Text
 
 
 _BARE: Final = {"input_text.flush", "input_text.clear", "input_text.done", "keepalive"}
@@ -162,7 +163,8 @@ class NativeSession:
             await session.finish()
 
     async def _configure(self, update: SessionUpdate) -> None:
-        voice = await self._gateway.voices.resolve(update.voice or self._settings.default_speaker)
+        name = update.voice or self._settings.default_speaker
+        voice = await self._gateway.voices.resolve(name, deps.voice_access(self._websocket))
         options = update.options()
         encoder = partial(create_encoder, update.response_format)
         if self._session is None:

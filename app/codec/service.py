@@ -1,6 +1,11 @@
 """The codec service: one worker thread owns SNAC, decodes every stream's windows and
 encodes cloning references.
 
+A reference is encoded a slice at a time (`encoding.SlicedEncode`, exact to one whole
+encode), and only a quarter of the worker's time goes to slices while windows wait, so
+a 30 s upload no longer stalls every live stream. At most ``max_encodes`` references are
+in progress at once; beyond that, `encode` refuses with 503.
+
 Streams submit a `DecodeRequest` and await an asyncio future; the worker resolves it
 through ``loop.call_soon_threadsafe``, so the event loop never runs the codec. When
 the worker is free it takes what is queued (up to ``max_batch_size``, in the fair
@@ -21,13 +26,15 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from app.codec.encoding import ENCODE_SLICE_FRAMES, ENCODER_CONTEXT_FRAMES, SlicedEncode
 from app.codec.fair_queue import FairQueue
 from app.codec.grouping import Group, Slot, assemble, plan_groups, split
 from app.codec.request import DecodeRequest
@@ -57,11 +64,15 @@ class FrameCodec(Protocol):
 
 @dataclass(eq=False)
 class _Job:
-    work: DecodeRequest | Pcm
-    """A window to decode, or mono PCM to encode."""
+    work: DecodeRequest | SlicedEncode
+    """A window to decode, or a reference to encode a slice at a time."""
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Array]
     enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+_ENCODE_SHARE: Final = 0.25
+"""The worker's time that encode slices may take while decode windows wait."""
 
 
 class CodecService:
@@ -79,12 +90,16 @@ class CodecService:
         max_padding: float = 0.25,
         torch_threads: int | None = None,
         warm_up: Callable[[Callable[[], bool]], object] | None = None,
+        max_encodes: int = 2,
+        encode_slice_frames: int = ENCODE_SLICE_FRAMES,
+        encode_context_frames: int = ENCODER_CONTEXT_FRAMES,
     ) -> None:
         """``receptive_field``: frames of real context that make a window's kept region
         exact (3 for SNAC 24 kHz): batch padding stays farther out than that.
         ``torch_threads``: set torch's intra-op threads when the worker starts.
         ``warm_up``: prepares the codec (CUDA graphs, torch.compile) on the worker before
-        it serves; it is passed a predicate that turns true when the service closes."""
+        it serves; it is passed a predicate that turns true when the service closes.
+        ``max_encodes``: references being encoded at once (queued or running)."""
         if max_batch_size < 1 or queue_size < 1 or microsleep < 0 or receptive_field < 0:
             raise ValueError(
                 "max_batch_size and queue_size must be >= 1, microsleep/receptive_field >= 0"
@@ -98,6 +113,10 @@ class CodecService:
         self._torch_threads = torch_threads
         self._cond = threading.Condition()
         self._queue: FairQueue[_Job] = FairQueue()
+        self._encodes: deque[_Job] = deque()
+        self._max_encodes = max_encodes
+        self._slicing = (encode_slice_frames, encode_context_frames)
+        self._slice_due = 0.0
         self._counters = CodecCounters()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -117,7 +136,8 @@ class CodecService:
         """Fail queued jobs, let the running batch finish, join the worker."""
         with self._cond:
             self._closing = True
-            pending = self._queue.clear()
+            pending = [*self._queue.clear(), *self._encodes]
+            self._encodes.clear()
             self._cond.notify_all()
         for job in pending:
             _resolve(job, error=_closed_error())
@@ -145,16 +165,37 @@ class CodecService:
         )
         return result.astype(np.float32, copy=False)
 
-    async def encode(self, pcm: npt.ArrayLike, *, stream: Hashable = "encode") -> Frames:
-        """Frames ``(n, 7)`` of mono 24 kHz PCM, encoded on the worker."""
+    async def encode(self, pcm: npt.ArrayLike) -> Frames:
+        """Frames ``(n, 7)`` of mono 24 kHz PCM, encoded on the worker between windows;
+        `Overloaded` (503) while ``max_encodes`` references are in progress."""
         audio = np.array(pcm, dtype=np.float32)
         if audio.ndim != 1:
             raise ValueError(f"pcm must be mono (samples,), got {audio.shape}")
-        return await self._submit(audio, stream=stream, first=False, cost=0)
+        slices, context = self._slicing
+        work = SlicedEncode(audio, slice_frames=slices, context_frames=context)
+        loop = asyncio.get_running_loop()
+        job = _Job(work, loop, loop.create_future())
+        with self._cond:
+            if self._closing:
+                raise _closed_error()
+            if len(self._encodes) >= self._max_encodes:
+                raise Overloaded(
+                    f"{self._max_encodes} reference clips are being encoded; retry shortly.",
+                    code="too_many_reference_encodes",
+                    headers={"Retry-After": "1"},
+                )
+            self._encodes.append(job)
+            self._cond.notify_all()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            with self._cond:
+                if job in self._encodes:  # the client left: no more slices
+                    self._encodes.remove(job)
+                    self._counters.cancelled += 1
+            raise
 
-    async def _submit(
-        self, work: DecodeRequest | Pcm, *, stream: Hashable, first: bool, cost: int
-    ) -> Array:
+    async def _submit(self, work: DecodeRequest, *, stream: int, first: bool, cost: int) -> Array:
         loop = asyncio.get_running_loop()
         job = _Job(work, loop, loop.create_future())
         with self._cond:
@@ -197,6 +238,9 @@ class CodecService:
             jobs = self._next_jobs()
             if jobs is None:
                 return
+            if isinstance(jobs, _Job):
+                self._encode_slice(jobs)
+                continue
             try:
                 self._run(jobs)
             except Exception as exc:  # a bug here must not strand the awaiting streams
@@ -204,10 +248,15 @@ class CodecService:
                 for job in jobs:
                     _resolve(job, error=_decode_error(f"codec worker failed: {exc!r}", exc))
 
-    def _next_jobs(self) -> list[_Job] | None:
+    def _next_jobs(self) -> list[_Job] | _Job | None:
+        """Windows to decode, or an encode to advance by a slice; None when closing."""
         with self._cond:
-            while not self._closing and self._queue.depth == 0:
+            while not self._closing and self._queue.depth == 0 and not self._encodes:
                 self._cond.wait()
+            if self._closing:
+                return None
+            if self._encodes and (self._queue.depth == 0 or time.perf_counter() >= self._slice_due):
+                return self._encodes[0]
             deadline = time.monotonic() + self._microsleep
             while not self._closing and 0 < self._queue.depth < self._limit:
                 remaining = deadline - time.monotonic()
@@ -225,29 +274,40 @@ class CodecService:
             return jobs
 
     def _run(self, jobs: list[_Job]) -> None:
-        windows = [j for j in jobs if isinstance(j.work, DecodeRequest)]
-        requests = [j.work for j in windows if isinstance(j.work, DecodeRequest)]
+        requests = [j.work for j in jobs if isinstance(j.work, DecodeRequest)]
         groups = plan_groups(
             requests, receptive_field=self._receptive_field, max_padding=self._max_padding
         )
         for group in groups:
-            self._decode_group(windows, requests, group)
-        for job in jobs:
-            if not isinstance(job.work, DecodeRequest):
-                self._encode(job, job.work)
+            self._decode_group(jobs, requests, group)
 
-    def _encode(self, job: _Job, pcm: Pcm) -> None:
+    def _encode_slice(self, job: _Job) -> None:
+        work = job.work
+        assert isinstance(work, SlicedEncode)
+        started = time.perf_counter()
         try:
-            frames = self._codec.encode(pcm)
+            work.step(self._codec.encode)
+            frames = work.frames() if work.finished else None
         except Exception as exc:
             logger.exception("encoding failed")
             with self._cond:
                 self._counters.errors += 1
+                if job in self._encodes:
+                    self._encodes.remove(job)
             _resolve(job, error=_decode_error(f"encoding the reference audio failed: {exc!r}", exc))
             return
+        now = time.perf_counter()
         with self._cond:
+            # Windows that wait get the worker for the next (1 / share - 1) slice lengths.
+            self._slice_due = now + (now - started) * (1 / _ENCODE_SHARE - 1)
+            if job not in self._encodes:  # withdrawn while its slice ran
+                return
+            if frames is None:
+                self._encodes.rotate(-1)  # encodes take turns, slice by slice
+                return
+            self._encodes.remove(job)
             self._counters.encodes += 1
-        _resolve(job, result=np.asarray(frames, dtype=np.int64))
+        _resolve(job, result=frames)
 
     def _decode_group(self, jobs: list[_Job], requests: list[DecodeRequest], group: Group) -> None:
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from app.engine.backend_errors import inband_error
+from app.engine.backend_errors import MAX_DETAIL_CHARS, client_message, inband_error
 from app.engine.base import EngineUsage, FinishReason
 from app.engine.token_text import TokenTextParser
 from app.errors import BackendError, GatewayError
@@ -65,9 +65,9 @@ class CompletionEvents:
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise BackendError(f"token backend sent malformed JSON: {data[:200]!r}") from None
+            raise BackendError("token backend sent malformed JSON", detail=_excerpt(data)) from None
         if not isinstance(chunk, dict):
-            raise BackendError(f"token backend sent an unexpected event: {data[:200]!r}")
+            raise BackendError("token backend sent an unexpected event", detail=_excerpt(data))
         if "error" in chunk:
             raise inband_error(chunk["error"], self._model)
         usage = _usage(chunk.get("usage"))
@@ -78,11 +78,13 @@ class CompletionEvents:
             return  # the usage-only chunk, or anything after the finish
         choice = choices[0]
         if not isinstance(choice, dict):
-            raise BackendError(f"token backend sent an unexpected choice: {data[:200]!r}")
+            raise BackendError("token backend sent an unexpected choice", detail=_excerpt(data))
         token_ids = choice.get("token_ids")
         if token_ids is not None:
             if not isinstance(token_ids, list) or not all(isinstance(i, int) for i in token_ids):
-                raise BackendError(f"token backend sent invalid token_ids: {token_ids!r}")
+                raise BackendError(
+                    "token backend sent invalid token_ids", detail=_excerpt(repr(token_ids))
+                )
             ids = list(token_ids)
         else:
             delta = choice.get("text")
@@ -102,7 +104,9 @@ def _finish_reason(value: Any) -> FinishReason | None:
         return "stop"
     if value == "length":
         return "length"
-    raise BackendError(f"token backend ended the generation with finish_reason {value!r}")
+    raise BackendError(
+        f"token backend ended the generation with finish_reason {client_message(repr(value))}"
+    )
 
 
 def _usage(value: Any) -> EngineUsage | None:
@@ -112,3 +116,7 @@ def _usage(value: Any) -> EngineUsage | None:
     if not (isinstance(prompt, int) and isinstance(completion, int)):
         return None
     return EngineUsage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _excerpt(data: str) -> str:
+    return f"event: {data[:MAX_DETAIL_CHARS]!r}"

@@ -139,8 +139,9 @@ class HttpCompletionsEngine:
             attempt += 1
         reasons = "; ".join(f"{url}: {why}" for url, why in failures.items())
         raise BackendUnavailable(
-            "no token backend reachable: " + (reasons or "every replica is out of rotation"),
+            "no token backend reachable; retry shortly",
             headers={"Retry-After": str(self.replicas.retry_after())},
+            detail=reasons or "every replica is out of rotation",
         )
 
     @asynccontextmanager
@@ -180,8 +181,8 @@ class HttpCompletionsEngine:
                 return
             except TimeoutError:
                 raise BackendTimeout(
-                    f"token backend {replica.url} did not answer within "
-                    f"{self._first_token_timeout:g} s"
+                    f"token backend did not answer within {self._first_token_timeout:g} s",
+                    detail=f"replica {replica.url}",
                 ) from None
             answered = response.status < 500
             if answered:
@@ -275,10 +276,12 @@ class HttpCompletionsEngine:
             await response.wait(deadline)
 
     def _broken(self, failure: Exception, replica: Replica, *, early: bool) -> BackendError:
+        detail = f"replica {replica.url}: {failure!r}"
         if isinstance(failure, StreamBroken) and "malformed" in str(failure):
-            return BackendError(f"token backend sent a malformed event stream: {failure}")
-        message = f"token backend connection dropped mid-stream: {failure}"
-        return _Dropped(message, replica, early=early)
+            return BackendError("token backend sent a malformed event stream", detail=detail)
+        dropped = _Dropped("token backend connection dropped mid-stream", replica, early=early)
+        dropped.detail = detail
+        return dropped
 
     async def _http_error(self, response: CompletionStream, deadline: float) -> GatewayError:
         while not (response.complete or response.failure is not None):

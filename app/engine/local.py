@@ -152,7 +152,8 @@ class LocalEngine:
             "its weights",
             lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(target).eval(),
         )
-        return cls(loaded, tokenizer, name=f"local:{model}", max_streams=max_streams)
+        # The name is shown by /health: the kind of engine, not where its weights live.
+        return cls(loaded, tokenizer, name="local", max_streams=max_streams)
 
     @property
     def model(self) -> PreTrainedModel:
@@ -226,8 +227,8 @@ class LocalEngine:
                     if isinstance(item, _End):
                         if item.error is not None:
                             raise BackendError(
-                                f"in-process generation failed: {type(item.error).__name__}: "
-                                f"{item.error}"
+                                f"in-process generation failed: {type(item.error).__name__}",
+                                detail=str(item.error),
                             ) from item.error
                         reason: FinishReason = (
                             "stop" if stopped else "length" if count >= max_new else "abort"

@@ -21,7 +21,7 @@ from app.protocol import SpeechRequest
 from app.service.cloning import VoiceReference, encode_reference
 from app.service.jobs import JobBuilder
 from app.service.speech import SpeechPipeline, SynthesisJob
-from app.service.voice_store import VoiceStore
+from app.service.voice_store import OPEN, VoiceAccess, VoiceStore
 from app.service.voices import Voices
 from app.text.frontend import SpokenText, prepare_text
 
@@ -60,12 +60,12 @@ class Gateway:
         s = self.settings
         return ReferenceLimits(s.min_reference_seconds, s.max_reference_seconds)
 
-    async def speech_job(self, req: SpeechRequest) -> SynthesisJob:
+    async def speech_job(self, req: SpeechRequest, access: VoiceAccess = OPEN) -> SynthesisJob:
         """The job of a speech request: checked first, then its text prepared and its
-        voice looked up."""
+        voice looked up among those `access` may use."""
         self.jobs.check_speech(req)
         texts = await self.spoken(req.input, normalize=req.normalize)
-        voice = await self.voices.resolve(req.voice)
+        voice = await self.voices.resolve(req.voice, access)
         return self.jobs.speech(req, voice, texts)
 
     async def spoken(self, text: str, *, normalize: bool, param: str = "input") -> list[str]:

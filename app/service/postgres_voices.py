@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -21,17 +21,40 @@ import psycopg_pool
 from app.service.cloning import VoiceReference
 from app.service.voice_store import (
     COLUMNS,
+    OPEN,
     SavedVoice,
+    VoiceAccess,
     VoiceStoreUnavailable,
     describe_url,
     insert_sql,
     name_key,
     name_taken,
     new_voice,
+    quota_exceeded,
+    rekeyed,
     unpack_reference,
 )
 
-_MIGRATIONS: Final = (
+Connection = psycopg.Connection[Any]
+
+
+def _add_owners(conn: Connection) -> None:
+    # Voices saved before owners existed become shared (everyone could use them);
+    # names are unique per namespace and folded anew (docs/voices.md).
+    conn.execute(
+        "ALTER TABLE voices ADD COLUMN owner TEXT, "
+        "ADD COLUMN shared BOOLEAN NOT NULL DEFAULT TRUE, "
+        "ADD COLUMN namespace TEXT NOT NULL DEFAULT ''"
+    )
+    conn.execute("DROP INDEX voices_name_key")
+    rows = conn.execute("SELECT id, name, namespace FROM voices ORDER BY created_at, id")
+    for key, voice_id in rekeyed(rows.fetchall()):
+        conn.execute("UPDATE voices SET name_key = %s WHERE id = %s", (key, voice_id))
+    conn.execute("CREATE UNIQUE INDEX voices_namespace_name ON voices (namespace, name_key)")
+    conn.execute("CREATE INDEX voices_owner ON voices (owner)")
+
+
+_MIGRATIONS: Final[tuple[str | Callable[[Connection], None], ...]] = (
     """
     CREATE TABLE voices (
         id TEXT PRIMARY KEY,
@@ -47,9 +70,11 @@ _MIGRATIONS: Final = (
     CREATE INDEX voices_created ON voices (created_at, id);
     """,
     "ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''",
+    _add_owners,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _MIGRATION_LOCK: Final = 0x766F696365  # "voice": any constant the replicas agree on
+_QUOTA_LOCKS: Final = 0x766F  # the class of the per-owner locks of quota checks
 _WAIT_SECONDS: Final = 5.0
 
 
@@ -79,8 +104,9 @@ class PostgresVoiceStore:
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise VoiceStoreUnavailable(
-                f"The voice store {describe_url(self.url)} is unreachable; retry shortly.",
+                "The voice store is unreachable; retry shortly.",
                 headers={"Retry-After": "1"},
+                detail=f"{describe_url(self.url)}: {exc}",
             ) from exc
 
     def _open(self) -> None:
@@ -91,8 +117,10 @@ class PostgresVoiceStore:
                 self._pool.open(wait=True, timeout=_WAIT_SECONDS)
             except psycopg_pool.PoolTimeout as exc:
                 raise VoiceStoreUnavailable(
-                    f"VOICE_STORE_URL: cannot connect to {describe_url(self.url)} "
-                    f"within {_WAIT_SECONDS:g} s"
+                    "The voice store is unreachable; retry shortly.",
+                    headers={"Retry-After": "1"},
+                    detail=f"VOICE_STORE_URL: cannot connect to {describe_url(self.url)} "
+                    f"within {_WAIT_SECONDS:g} s",
                 ) from exc
             self._opened = True
 
@@ -108,7 +136,10 @@ class PostgresVoiceStore:
                     f"this gateway's {SCHEMA_VERSION}: upgrade the gateway"
                 )
             for step in _MIGRATIONS[version:]:
-                conn.execute(step)
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
             if row is None:
                 conn.execute("INSERT INTO voice_store_schema VALUES (%s)", (SCHEMA_VERSION,))
             else:
@@ -120,21 +151,47 @@ class PostgresVoiceStore:
             self._opened = False
 
     def create(
-        self, name: str, reference: VoiceReference, description: str = "", consent: str = ""
+        self,
+        name: str,
+        reference: VoiceReference,
+        description: str = "",
+        consent: str = "",
+        *,
+        owner: str | None = None,
+        shared: bool = True,
+        quota: int | None = None,
     ) -> SavedVoice:
-        new = new_voice(name, reference, description, consent)
+        new = new_voice(name, reference, description, consent, owner, shared)
         try:
             with self._tx() as conn:
+                if quota is not None:
+                    # Saves of one owner queue here, whichever replica they come from,
+                    # so two cannot both slip under the quota.
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(%s, '')))",
+                        (_QUOTA_LOCKS, owner),
+                    )
+                    if _count(conn, owner) >= quota:
+                        raise quota_exceeded(quota)
                 conn.execute(insert_sql("%s"), new.row())
         except psycopg.errors.UniqueViolation as exc:
             raise name_taken(name) from exc
         return new.voice
 
-    def get(self, voice_id: str) -> SavedVoice | None:
-        return self._one("id = %s", voice_id)
+    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        return self._one("id = %s", (voice_id,), access)
 
-    def find(self, key: str) -> SavedVoice | None:
-        return self._one("id = %s", key) or self._one("name_key = %s", name_key(key))
+    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        found = self._one("id = %s", (key,), access)
+        for namespace in access.namespaces():
+            found = found or self._one(
+                "namespace = %s AND name_key = %s", (namespace, name_key(key)), access
+            )
+        return found
+
+    def count(self, owner: str | None) -> int:
+        with self._tx() as conn:
+            return _count(conn, owner)
 
     def reference(self, voice: SavedVoice) -> VoiceReference:
         with self._tx() as conn:
@@ -150,12 +207,43 @@ class PostgresVoiceStore:
             cursor = conn.execute("DELETE FROM voices WHERE id = %s", (voice_id,))
             return cursor.rowcount > 0
 
-    def list(self) -> builtins.list[SavedVoice]:
+    def list(
+        self,
+        access: VoiceAccess = OPEN,
+        *,
+        after: SavedVoice | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[SavedVoice]:
+        where, values = _visible(access)
+        if after is not None:
+            where += " AND (created_at, id) > (%s, %s)"
+            values += (after.created_at, after.id)
         with self._tx() as conn:
-            rows = conn.execute(f"SELECT {COLUMNS} FROM voices ORDER BY created_at, id")
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM voices WHERE {where} ORDER BY created_at, id LIMIT %s",
+                (*values, limit),  # LIMIT NULL: no limit
+            )
             return [SavedVoice(*row) for row in rows.fetchall()]
 
-    def _one(self, where: str, value: str) -> SavedVoice | None:
+    def _one(
+        self, where: str, values: tuple[object, ...], access: VoiceAccess
+    ) -> SavedVoice | None:
+        visible, more = _visible(access)
         with self._tx() as conn:
-            row = conn.execute(f"SELECT {COLUMNS} FROM voices WHERE {where}", (value,)).fetchone()
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM voices WHERE {where} AND {visible}", values + more
+            ).fetchone()
         return SavedVoice(*row) if row is not None else None
+
+
+def _visible(access: VoiceAccess) -> tuple[str, tuple[object, ...]]:
+    if access.sees_all:
+        return "TRUE", ()
+    return "(shared OR owner = %s)", (access.owner,)
+
+
+def _count(conn: Connection, owner: str | None) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM voices WHERE owner IS NOT DISTINCT FROM %s", (owner,)
+    ).fetchone()
+    return int(row[0]) if row is not None else 0

@@ -20,11 +20,15 @@ from typing import Final
 from app.service.cloning import VoiceReference
 from app.service.voice_store import (
     COLUMNS,
+    OPEN,
     SavedVoice,
+    VoiceAccess,
     insert_sql,
     name_key,
     name_taken,
     new_voice,
+    quota_exceeded,
+    rekeyed,
     unpack_reference,
 )
 
@@ -42,7 +46,37 @@ CREATE TABLE IF NOT EXISTS voices (
 )
 """
 _ADD_CONSENT: Final = "ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''"
-SCHEMA_VERSION: Final = 3
+# Version 4: owners, shared voices and names unique per namespace. The name column's
+# own UNIQUE of version 1 cannot be dropped in SQLite: the table is rebuilt.
+_V4: Final = (
+    """
+    CREATE TABLE voices_v4 (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        namespace TEXT NOT NULL DEFAULT '',
+        owner TEXT,
+        shared INTEGER NOT NULL DEFAULT 1,
+        description TEXT NOT NULL DEFAULT '',
+        reference_text TEXT NOT NULL,
+        frames INTEGER NOT NULL,
+        codes BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        consent TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    "INSERT INTO voices_v4 (id, name, name_key, description, reference_text, frames, codes, "
+    "created_at, consent) SELECT id, name, name_key, description, reference_text, frames, "
+    "codes, created_at, consent FROM voices",
+    "DROP TABLE voices",
+    "ALTER TABLE voices_v4 RENAME TO voices",
+)
+_V4_INDEXES: Final = (
+    "CREATE UNIQUE INDEX voices_namespace_name ON voices (namespace, name_key)",
+    "CREATE INDEX voices_created ON voices (created_at, id)",
+    "CREATE INDEX voices_owner ON voices (owner)",
+)
+SCHEMA_VERSION: Final = 4
 
 
 class SqliteVoiceStore:
@@ -84,23 +118,44 @@ class SqliteVoiceStore:
                 self._conn = None
 
     def create(
-        self, name: str, reference: VoiceReference, description: str = "", consent: str = ""
+        self,
+        name: str,
+        reference: VoiceReference,
+        description: str = "",
+        consent: str = "",
+        *,
+        owner: str | None = None,
+        shared: bool = True,
+        quota: int | None = None,
     ) -> SavedVoice:
-        new = new_voice(name, reference, description, consent)
+        new = new_voice(name, reference, description, consent, owner, shared)
         with self._db(create=True) as conn:
             assert conn is not None
             try:
+                # The count and the insert in one write transaction: concurrent saves of
+                # one key cannot both slip under its quota.
                 with transaction(conn):
+                    if quota is not None and _count(conn, owner) >= quota:
+                        raise quota_exceeded(quota)
                     conn.execute(insert_sql("?"), new.row())
             except sqlite3.IntegrityError as exc:
                 raise name_taken(name) from exc
         return new.voice
 
-    def get(self, voice_id: str) -> SavedVoice | None:
-        return self._one("id = ?", voice_id)
+    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        return self._one("id = ?", (voice_id,), access)
 
-    def find(self, key: str) -> SavedVoice | None:
-        return self._one("id = ?", key) or self._one("name_key = ?", name_key(key))
+    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        found = self._one("id = ?", (key,), access)
+        for namespace in access.namespaces():
+            found = found or self._one(
+                "namespace = ? AND name_key = ?", (namespace, name_key(key)), access
+            )
+        return found
+
+    def count(self, owner: str | None) -> int:
+        with self._db(create=False) as conn:
+            return 0 if conn is None else _count(conn, owner)
 
     def reference(self, voice: SavedVoice) -> VoiceReference:
         with self._db(create=False) as conn:
@@ -121,19 +176,51 @@ class SqliteVoiceStore:
                 cursor = conn.execute("DELETE FROM voices WHERE id = ?", (voice_id,))
             return cursor.rowcount > 0
 
-    def list(self) -> builtins.list[SavedVoice]:
+    def list(
+        self,
+        access: VoiceAccess = OPEN,
+        *,
+        after: SavedVoice | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[SavedVoice]:
+        where, values = _visible(access)
+        if after is not None:
+            where += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+            values += (after.created_at, after.created_at, after.id)
+        values += (-1 if limit is None else limit,)  # LIMIT -1: no limit
         with self._db(create=False) as conn:
             if conn is None:
                 return []
-            rows = conn.execute(f"SELECT {COLUMNS} FROM voices ORDER BY created_at, id")
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM voices WHERE {where} ORDER BY created_at, id LIMIT ?",
+                values,
+            )
             return [SavedVoice(*row) for row in rows.fetchall()]
 
-    def _one(self, where: str, value: str) -> SavedVoice | None:
+    def _one(
+        self, where: str, values: tuple[object, ...], access: VoiceAccess
+    ) -> SavedVoice | None:
+        visible, more = _visible(access)
         with self._db(create=False) as conn:
             if conn is None:
                 return None
-            row = conn.execute(f"SELECT {COLUMNS} FROM voices WHERE {where}", (value,)).fetchone()
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM voices WHERE {where} AND {visible}", values + more
+            ).fetchone()
         return SavedVoice(*row) if row is not None else None
+
+
+def _visible(access: VoiceAccess) -> tuple[str, tuple[object, ...]]:
+    if access.sees_all:
+        return "1", ()
+    return "(shared = 1 OR owner = ?)", (access.owner,)
+
+
+def _count(conn: sqlite3.Connection, owner: str | None) -> int:
+    count: int = conn.execute("SELECT count(*) FROM voices WHERE owner IS ?", (owner,)).fetchone()[
+        0
+    ]
+    return count
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -151,6 +238,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             _add_name_keys(conn)
         if version < 3:
             conn.execute(_ADD_CONSENT)
+        if version < 4:
+            _add_owners(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
@@ -169,6 +258,18 @@ def _add_name_keys(conn: sqlite3.Connection) -> None:
         seen.add(key)
         conn.execute("UPDATE voices SET name_key = ? WHERE id = ?", (key, voice_id))
     conn.execute("CREATE UNIQUE INDEX voices_name_key ON voices (name_key)")
+
+
+def _add_owners(conn: sqlite3.Connection) -> None:
+    # Voices saved before owners existed become shared (everyone could use them);
+    # names are folded anew (compatibility caseless matching, docs/voices.md).
+    for statement in _V4:
+        conn.execute(statement)
+    rows = conn.execute("SELECT id, name, namespace FROM voices ORDER BY created_at, id")
+    for key, voice_id in rekeyed(rows.fetchall()):
+        conn.execute("UPDATE voices SET name_key = ? WHERE id = ?", (key, voice_id))
+    for statement in _V4_INDEXES:
+        conn.execute(statement)
 
 
 @contextmanager

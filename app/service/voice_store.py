@@ -3,9 +3,14 @@
 A voice is its SNAC codes and metadata, not the upload. Two stores implement the
 same semantics: SQLite under `DATA_DIR` (one host; the default) and PostgreSQL
 (`VOICE_STORE_URL=postgresql://...`, shared by every replica). Both enforce name
-uniqueness in the database on a case-folded key, so two writers saving one name
-at once cannot both win: the loser gets `VoiceNameTaken` (409). Each write is one
-transaction. Both bring their schema up to date in `migrate()` at start-up.
+uniqueness in the database on a folded key within a namespace (the owner's, or the
+shared one), so two writers saving one name at once cannot both win: the loser gets
+`VoiceNameTaken` (409). Each write is one transaction, a quota check included. Both
+bring their schema up to date in `migrate()` at start-up.
+
+A voice belongs to the API key that saved it (`owner`, the key's fingerprint, never
+the key) and is seen only by it and by admin keys, unless it is `shared`. In an open
+gateway (no API keys) there are no owners: every voice is shared (`VoiceAccess()`).
 
 Calls are synchronous and short (an indexed lookup or one insert); the API runs
 them in a worker thread.
@@ -16,6 +21,8 @@ from __future__ import annotations
 import builtins
 import secrets
 import time
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -29,8 +36,10 @@ from app.vocab import TOKENS_PER_FRAME
 
 ID_PREFIX: Final = "voice_"
 SQLITE_FILE: Final = "voices.sqlite3"
-COLUMNS: Final = "id, name, description, reference_text, frames, created_at, consent"
+COLUMNS: Final = "id, name, description, reference_text, frames, created_at, consent, owner, shared"
 """The columns of a `SavedVoice`, in its field order."""
+SHARED: Final = ""
+"""The namespace of shared voices' names (a private voice's is its owner)."""
 
 
 class VoiceNameTaken(InvalidRequest):
@@ -46,6 +55,34 @@ class VoiceStoreUnavailable(GatewayError):
     default_code = "voice_store_unavailable"
 
 
+class VoiceQuotaExceeded(GatewayError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "voice_quota_exceeded"
+
+
+@dataclass(frozen=True)
+class VoiceAccess:
+    """Who asks for saved voices."""
+
+    owner: str | None = None
+    """The caller's API key fingerprint; None in an open gateway (every voice shared)."""
+    admin: bool = False
+    """An `ADMIN_API_KEYS` key: sees and deletes every voice, may save shared ones."""
+
+    @property
+    def sees_all(self) -> bool:
+        return self.owner is None or self.admin
+
+    def namespaces(self) -> tuple[str, ...]:
+        """Where a name is looked up, in order: the caller's own voices, then shared ones."""
+        return (self.owner, SHARED) if self.owner is not None else (SHARED,)
+
+
+OPEN: Final = VoiceAccess()
+"""The open gateway's access (no API keys): every voice is shared."""
+
+
 @dataclass(frozen=True)
 class SavedVoice:
     id: str
@@ -56,10 +93,25 @@ class SavedVoice:
     created_at: float
     consent: str = ""
     """The consent the uploader gave (OpenAI's `consent`, a recording id), as given."""
+    owner: str | None = None
+    shared: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shared", bool(self.shared))  # SQLite stores 0/1
 
     @property
     def audio_tokens(self) -> int:
         return self.frames * TOKENS_PER_FRAME
+
+    @property
+    def namespace(self) -> str:
+        return SHARED if self.shared or self.owner is None else self.owner
+
+    def visible_to(self, access: VoiceAccess) -> bool:
+        return access.sees_all or self.shared or self.owner == access.owner
+
+    def deletable_by(self, access: VoiceAccess) -> bool:
+        return access.sees_all or (self.owner is not None and self.owner == access.owner)
 
 
 class VoiceStore(Protocol):
@@ -68,15 +120,32 @@ class VoiceStore(Protocol):
         ...
 
     def create(
-        self, name: str, reference: VoiceReference, description: str = "", consent: str = ""
+        self,
+        name: str,
+        reference: VoiceReference,
+        description: str = "",
+        consent: str = "",
+        *,
+        owner: str | None = None,
+        shared: bool = True,
+        quota: int | None = None,
     ) -> SavedVoice:
-        """Store a voice; `VoiceNameTaken` (409) when the name exists in any case."""
+        """Store a voice of `owner` (None: nobody's, so shared); `VoiceNameTaken` (409) when
+        its namespace has the name in any case, `VoiceQuotaExceeded` (403) when `owner`
+        has `quota` voices already."""
         ...
 
-    def get(self, voice_id: str) -> SavedVoice | None: ...
+    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        """The voice with that id, if `access` may see it."""
+        ...
 
-    def find(self, key: str) -> SavedVoice | None:
-        """The voice with id `key`, else the voice named `key` (case-insensitive)."""
+    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        """The visible voice with id `key`, else the one named `key` (folded) in the
+        caller's namespace, else among the shared ones."""
+        ...
+
+    def count(self, owner: str | None) -> int:
+        """How many voices `owner` has saved (None: the ownerless ones)."""
         ...
 
     def reference(self, voice: SavedVoice) -> VoiceReference:
@@ -87,12 +156,38 @@ class VoiceStore(Protocol):
 
     def close(self) -> None: ...
 
-    def list(self) -> builtins.list[SavedVoice]: ...
+    def list(
+        self,
+        access: VoiceAccess = OPEN,
+        *,
+        after: SavedVoice | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[SavedVoice]:
+        """The voices `access` sees, oldest first; those after `after`, at most `limit`."""
+        ...
 
 
 def name_key(name: str) -> str:
-    """What uniqueness and lookups compare: Unicode case folding, so `Émile` = `ÉMILE`."""
-    return name.strip().casefold()
+    """What uniqueness and lookups compare: Unicode compatibility caseless matching
+    (Unicode D146), so `ÉMILE` = `émile` = `e` + U+0301 `mile`, `ΣΑΣ` = `σας`, `ﬁle` = `FILE`."""
+    fold = unicodedata.normalize("NFD", name.strip()).casefold()
+    fold = unicodedata.normalize("NFKD", fold).casefold()
+    return unicodedata.normalize("NFKD", fold)
+
+
+def rekeyed(rows: Iterable[tuple[str, str, str]]) -> builtins.list[tuple[str, str]]:
+    """``(name_key, id)`` for rows ``(id, name, namespace)`` in creation order, for a
+    migration that changes how names fold: a name that only now clashes with an older
+    one in its namespace stays reachable by id; the older keeps the name."""
+    seen: set[tuple[str, str]] = set()
+    keys = []
+    for voice_id, name, namespace in rows:
+        key = name_key(name)
+        if (namespace, key) in seen:
+            key = f"{key}\x00{voice_id}"
+        seen.add((namespace, key))
+        keys.append((key, voice_id))
+    return keys
 
 
 @dataclass(frozen=True)
@@ -103,23 +198,28 @@ class NewVoice:
     key: str
     codes: bytes
 
-    def row(self) -> tuple[str, str, str, str, int, float, str, str, bytes]:
-        """Values for `INSERT ... ({COLUMNS}, name_key, codes)`."""
+    def row(self) -> tuple[object, ...]:
+        """Values for `insert_sql`: ``COLUMNS``, then name_key, namespace and codes."""
         v = self.voice
         return (
-            *(v.id, v.name, v.description, v.reference_text, v.frames, v.created_at, v.consent),
-            *(self.key, self.codes),
+            *(v.id, v.name, v.description, v.reference_text, v.frames, v.created_at),
+            *(v.consent, v.owner, v.shared, self.key, v.namespace, self.codes),
         )
 
 
 def insert_sql(placeholder: str) -> str:
     """The INSERT of a `NewVoice.row()`, with the driver's placeholder (`?`, `%s`)."""
-    values = ", ".join([placeholder] * (len(COLUMNS.split(",")) + 2))
-    return f"INSERT INTO voices ({COLUMNS}, name_key, codes) VALUES ({values})"
+    values = ", ".join([placeholder] * (len(COLUMNS.split(",")) + 3))
+    return f"INSERT INTO voices ({COLUMNS}, name_key, namespace, codes) VALUES ({values})"
 
 
 def new_voice(
-    name: str, reference: VoiceReference, description: str, consent: str = ""
+    name: str,
+    reference: VoiceReference,
+    description: str,
+    consent: str = "",
+    owner: str | None = None,
+    shared: bool = True,
 ) -> NewVoice:
     frames = np.asarray(reference.frames, dtype=np.int64)
     if frames.ndim != 2 or frames.shape[1] != TOKENS_PER_FRAME or not len(frames):
@@ -132,6 +232,8 @@ def new_voice(
         frames=len(frames),
         created_at=time.time(),
         consent=consent,
+        owner=owner,
+        shared=shared or owner is None,
     )
     # SNAC codes are < 4096: two bytes each, little-endian whatever the host.
     return NewVoice(voice, name_key(name), frames.astype("<u2").tobytes())
@@ -144,6 +246,13 @@ def unpack_reference(voice: SavedVoice, codes: bytes, frames: int) -> VoiceRefer
 
 def name_taken(name: str) -> VoiceNameTaken:
     return VoiceNameTaken(f"A saved voice named {name!r} already exists.", param="name")
+
+
+def quota_exceeded(quota: int) -> VoiceQuotaExceeded:
+    return VoiceQuotaExceeded(
+        f"This API key has saved {quota} voices, its quota (MAX_VOICES_PER_KEY): delete one first.",
+        param="name",
+    )
 
 
 def describe_url(url: str) -> str:

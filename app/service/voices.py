@@ -9,7 +9,15 @@ from app.errors import InvalidRequest
 from app.protocol import MAX_VOICE_NAME_CHARS, NamedItem, Speaker, VoiceRef
 from app.service.cloning import VoiceReference
 from app.service.prompts import sanitize_text
-from app.service.voice_store import ID_PREFIX, SavedVoice, VoiceNameTaken, VoiceStore
+from app.service.voice_store import (
+    ID_PREFIX,
+    OPEN,
+    SavedVoice,
+    VoiceAccess,
+    VoiceNameTaken,
+    VoiceStore,
+    name_key,
+)
 
 
 class VoiceCatalog:
@@ -44,9 +52,12 @@ class VoiceCatalog:
         return target
 
     def is_builtin(self, name: str) -> bool:
-        """Whether `name` is a built-in speaker or alias (case-insensitive)."""
+        """Whether `name` is a built-in speaker or alias (case-insensitive), or folds to
+        one as saved names do (`ＴＡＲＡ`)."""
         key = name.strip().lower()
-        return key in self._by_lower or key in self._aliases
+        if key in {s.lower() for s in self._speakers} or key in self._aliases:
+            return True
+        return name_key(name) in {name_key(n) for n in (*self._speakers, *self._aliases)}
 
     def listing(self) -> list[Speaker]:
         builtins = [Speaker(id=s, name=s, kind="builtin") for s in self._speakers]
@@ -67,15 +78,16 @@ class Voices:
         self.catalog = catalog
         self.store = store
 
-    async def resolve(self, voice: str | VoiceRef) -> Voice:
+    async def resolve(self, voice: str | VoiceRef, access: VoiceAccess = OPEN) -> Voice:
         """By id for ``{"id": ...}`` (or a built-in name); for a string, built-in speakers
-        and aliases first (saved names cannot shadow them), then a saved id or name. An
-        alias onto a saved voice is that voice, or a 400 once it no longer exists."""
+        and aliases first (saved names cannot shadow them), then a saved id or name among
+        the voices `access` may use (its own first, then shared ones). An alias onto a saved
+        voice is that voice (as `access` sees it), or a 400 once it no longer exists."""
         by_id = isinstance(voice, VoiceRef)
         name = voice.id if isinstance(voice, VoiceRef) else voice
         target = self.catalog.saved_alias(name)
         if target is not None:
-            aliased = await asyncio.to_thread(self._saved_reference, target, False)
+            aliased = await asyncio.to_thread(self._saved_reference, target, False, access)
             if aliased is None:
                 raise InvalidRequest(
                     f"Voice {name!r} is an alias (VOICE_ALIASES) of the saved voice {target!r}, "
@@ -86,7 +98,7 @@ class Voices:
             return aliased
         if self.catalog.is_builtin(name):
             return self.catalog.resolve(name)
-        saved = await asyncio.to_thread(self._saved_reference, name, by_id)
+        saved = await asyncio.to_thread(self._saved_reference, name, by_id, access)
         if saved is not None:
             return saved
         if by_id:
@@ -95,8 +107,8 @@ class Voices:
             )
         return self.catalog.resolve(name)  # the 400 listing the valid voices
 
-    def _saved_reference(self, key: str, by_id: bool) -> VoiceReference | None:
-        voice = self.store.get(key) if by_id else self.store.find(key)
+    def _saved_reference(self, key: str, by_id: bool, access: VoiceAccess) -> VoiceReference | None:
+        voice = self.store.get(key, access) if by_id else self.store.find(key, access)
         if voice is None:
             return None
         try:
@@ -104,12 +116,12 @@ class Voices:
         except LookupError:  # deleted meanwhile
             return None
 
-    async def saved(self) -> list[SavedVoice]:
-        """The saved voices, read in a worker thread."""
-        return await asyncio.to_thread(self.store.list)
+    async def saved(self, access: VoiceAccess = OPEN) -> list[SavedVoice]:
+        """Every saved voice `access` may use, read in a worker thread."""
+        return await asyncio.to_thread(self.store.list, access)
 
-    async def listing(self) -> list[Speaker]:
-        saved = await self.saved()
+    async def listing(self, access: VoiceAccess = OPEN) -> list[Speaker]:
+        saved = await self.saved(access)
         return self.catalog.listing() + [Speaker(id=v.id, name=v.name, kind="saved") for v in saved]
 
     def choices(self, saved: Sequence[SavedVoice]) -> list[NamedItem]:
@@ -128,7 +140,7 @@ class Voices:
             raise InvalidRequest("name must not be empty.", param="name")
         if len(name) > MAX_VOICE_NAME_CHARS:
             raise InvalidRequest(f"name exceeds {MAX_VOICE_NAME_CHARS} characters.", param="name")
-        if name.lower().startswith(ID_PREFIX):
+        if name_key(name).startswith(ID_PREFIX):
             raise InvalidRequest(f"name must not start with {ID_PREFIX!r} (ids do).", param="name")
         if self.catalog.is_builtin(name):
             raise VoiceNameTaken(f"{name!r} is a built-in voice name.", param="name")

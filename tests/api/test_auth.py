@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from app.api.auth import ApiKeyMiddleware, bearer_token, load_api_keys
 from tests.api.conftest import gateway_settings
 from tests.support.gateway import running_gateway
+from tests.support.metrics import scrape
 from tests.support.vllm_server import VLLMServer
 from tests.support.ws import connect, ws_url
 
@@ -138,3 +139,48 @@ async def test_websocket_handshakes_need_a_key(secured: str, vllm: VLLMServer, p
         async with connect(url, additional_headers={"Authorization": f"{scheme} env-key-1"}) as ws:
             await ws.send(json.dumps({"type": "keepalive"}))
     assert not vllm.completions
+
+
+# --- key guessing ---------------------------------------------------------------------
+
+GUESSES = 5
+
+
+@pytest.fixture(scope="module")
+def guarded(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
+    settings = gateway_settings(
+        api_vllm.url, tiny_snac_dir, api_keys="the-key", auth_failures_per_minute=GUESSES
+    )
+    with running_gateway(settings) as url:
+        yield url
+
+
+def from_address(address: str) -> httpx.Client:
+    """A client whose connections come from `address` (any 127.x.y.z is loopback)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+def test_guessing_keys_is_limited_per_address(guarded: str) -> None:
+    url = f"{guarded}/v1/models"
+    with from_address("127.0.0.2") as guesser, from_address("127.0.0.3") as other:
+        statuses = [
+            guesser.get(url, headers={"Authorization": f"Bearer guess-{n}"}).status_code
+            for n in range(GUESSES + 20)
+        ]
+        assert statuses[:GUESSES] == [401] * GUESSES
+        assert set(statuses[GUESSES:]) == {429}
+        refused = guesser.get(url, headers={"Authorization": "Bearer guess-x"})
+        error = refused.json()["error"]
+        assert error["type"] == "rate_limit_error" and error["code"] == "too_many_auth_failures"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60 / GUESSES + 1
+        # Even the right key waits: otherwise guessing would still run at full speed,
+        # the one non-429 answer giving the key away.
+        assert guesser.get(url, headers={"Authorization": "Bearer the-key"}).status_code == 429
+        # Another address is not affected, nor are requests that send no key at all.
+        assert other.get(url, headers={"Authorization": "Bearer the-key"}).status_code == 200
+        assert other.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert guesser.get(url).status_code == 401
+    client = openai.OpenAI(base_url=f"{guarded}/v1", api_key="the-key", max_retries=0)
+    assert client.models.list().data  # from 127.0.0.1
+    counted = scrape(guarded).get("tts_errors_total", cause="too_many_auth_failures")
+    assert counted >= 21

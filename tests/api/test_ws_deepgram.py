@@ -235,6 +235,7 @@ async def test_unusable_messages_get_a_warning_and_the_session_goes_on(
     async with connect(ws_url(base, "/v1/speak?model=leo"), additional_headers=AUTH) as ws:
         await ws.send("not json")
         await send(ws, type="Speak", text=5)
+        await send(ws, type="Speak", text="lone \ud800 surrogate")
         await send(ws, type="Shout")
         await ws.send(b"\x00")
         await send(ws, type="Speak", text="Fine. ")
@@ -243,6 +244,7 @@ async def test_unusable_messages_get_a_warning_and_the_session_goes_on(
     warnings = got.of("Warning")
     assert [w["code"] for w in warnings] == [
         "INVALID_MESSAGE",
+        "INVALID_TEXT",
         "INVALID_TEXT",
         "UNKNOWN_MESSAGE_TYPE",
         "INVALID_MESSAGE",
@@ -298,12 +300,15 @@ def test_the_http_form_defaults_to_wav_like_deepgram(base: str, vllm: VLLMServer
         ("", {"text": ""}, 400),
         ("", {"words": "Hi."}, 400),
         ("", "Hi.", 400),
+        ("", {"text": "lone \ud800 surrogate"}, 400),
     ],
 )
 def test_http_errors_are_in_deepgrams_shape(
     base: str, vllm: VLLMServer, query: str, body: object, status: int
 ) -> None:
-    response = httpx.post(f"{base}/v1/speak?{query}", json=body, headers=AUTH)
+    headers = AUTH | {"Content-Type": "application/json"}
+    content = json.dumps(body)  # escapes a lone surrogate, as a JSON client may send it
+    response = httpx.post(f"{base}/v1/speak?{query}", content=content, headers=headers)
     assert response.status_code == status
     assert response.headers["dg-error"] == response.json()["err_msg"]
     assert not vllm.completions

@@ -184,6 +184,8 @@ async def _error_after(url: str, *messages: str | bytes) -> dict[str, object]:
         ('["input_text.append"]', "unknown_message_type", "type"),
         ('{"type": "input_text.append"}', "missing_required_parameter", "text"),
         ('{"type": "input_text.append", "text": 5}', "invalid_value", "text"),
+        ('{"type": "input_text.append", "text": "a \\ud800"}', "invalid_value", "text"),
+        ('{"type": "session.update", "voice": "\\udfff"}', "invalid_value", "voice"),
         ('{"type": "input_text.flush", "now": true}', "invalid_message", None),
         ('{"type": "session.update", "speed": 9}', "invalid_value", "speed"),
         ('{"type": "session.update", "voices": "tara"}', "unknown_field", "voices"),

@@ -234,9 +234,11 @@ async def test_wrong_model_name_names_the_model(vllm: VLLMServer) -> None:
     finally:
         await engine.aclose()
     assert not isinstance(caught.value, InvalidRequest)
-    assert "'nope'" in caught.value.message
-    assert "MODEL_NAME" in caught.value.message
     assert "does not exist" in caught.value.message
+    # What to check is for the operator's log, not for the client.
+    assert caught.value.detail is not None
+    assert "'nope'" in caught.value.detail and "MODEL_NAME" in caught.value.detail
+    assert "MODEL_NAME" not in caught.value.message
 
 
 async def test_prompt_too_long_is_the_clients_fault(vllm: VLLMServer) -> None:
@@ -266,7 +268,8 @@ async def test_bad_api_key_says_the_gateway_is_misconfigured(vllm: VLLMServer) -
         try:
             with pytest.raises(BackendError) as caught:
                 await collect(engine)
-            assert "TTS_API_KEY" in caught.value.message
+            assert "TTS_API_KEY" in str(caught.value.detail)
+            assert "TTS_API_KEY" not in caught.value.message
             assert "401" in caught.value.message
         finally:
             await engine.aclose()
@@ -281,7 +284,7 @@ async def test_bad_api_key_says_the_gateway_is_misconfigured(vllm: VLLMServer) -
     ("status", "body", "error", "text"),
     [
         (422, {"detail": "max_tokens must be at least 1"}, InvalidRequest, "max_tokens"),
-        (403, {"error": "Forbidden"}, BackendError, "TTS_API_KEY"),
+        (403, {"error": "Forbidden"}, BackendError, "credentials"),
         (429, {"error": {"message": "too many", "code": 429}}, Overloaded, "too many"),
         (500, "Internal Server Error", BackendError, "Internal Server Error"),
         (503, {"error": {"message": "engine dead", "code": 503}}, BackendError, "engine dead"),
@@ -474,7 +477,8 @@ async def test_all_replicas_dead() -> None:
     finally:
         await engine.aclose()
     assert caught.value.status_code == 503
-    assert all(url in caught.value.message for url in urls)
+    assert all(url in str(caught.value.detail) for url in urls)
+    assert not any(url in caught.value.message for url in urls)
 
 
 async def test_least_busy_replica_then_round_robin(vllm: VLLMServer) -> None:
@@ -568,3 +572,39 @@ async def test_cancelling_the_consumer_disconnects_the_backend(
         await task
     assert await vllm.completions[0].wait_disconnected(1.0)
     assert engine.in_flight == {vllm.url: 0}
+
+
+# --- what clients are told ---
+
+
+@pytest.mark.parametrize("code", ["9" * 5000, 10**30, "²⁰⁰", True, -1, "abc"])
+async def test_inband_error_with_an_absurd_code_is_a_backend_error(
+    engine: HttpCompletionsEngine, vllm: VLLMServer, code: object
+) -> None:
+    error = {"error": {"message": "odd", "type": "X", "code": code}}
+    vllm.push(Script(tokens=AUDIO, inband_error_after=1, inband_error=error))
+    with pytest.raises(BackendError, match="odd") as caught:
+        await collect(engine)
+    assert caught.value.status_code == 502
+
+
+async def test_backend_bodies_reach_clients_short_and_without_addresses(
+    engine: HttpCompletionsEngine, vllm: VLLMServer
+) -> None:
+    body = "upstream http://10.1.2.3:8000/v1/completions failed at 10.1.2.3:8000\n" + "x" * 5000
+    vllm.push(Script(status=503, body=body))
+    with pytest.raises(BackendError) as caught:
+        await collect(engine)
+    message = caught.value.message
+    assert len(message) <= 260 and "10.1.2.3" not in message and "http://" not in message
+    assert "upstream" in message and "\n" not in message
+    assert "10.1.2.3" in str(caught.value.detail)  # for the operator's log
+
+
+async def test_an_html_error_page_is_not_relayed(
+    engine: HttpCompletionsEngine, vllm: VLLMServer
+) -> None:
+    vllm.push(Script(status=502, body="<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"))
+    with pytest.raises(BackendError) as caught:
+        await collect(engine)
+    assert "<" not in caught.value.message and "nginx" not in caught.value.message

@@ -332,3 +332,11 @@ def test_hub_id_without_network_fails_fast_with_the_remedy(tmp_path: Path) -> No
     message = result.stdout
     assert "TTS_MODEL='canopylabs/orpheus-3b-0.1-ft'" in message
     assert "hub" in message and "TTS_API" in message and "--demo" in message
+
+
+def test_the_engine_name_does_not_reveal_where_the_weights_are(
+    short_engine: LocalEngine, model_dir: Path
+) -> None:
+    # /health shows the name to anyone who can reach it.
+    assert short_engine.name == "local"
+    assert str(model_dir) not in short_engine.name

@@ -23,9 +23,12 @@ from app.service.postgres_voices import PostgresVoiceStore
 from app.service.sqlite_voices import SCHEMA_VERSION, SqliteVoiceStore
 from app.service.voice_store import (
     ID_PREFIX,
+    VoiceAccess,
     VoiceNameTaken,
+    VoiceQuotaExceeded,
     VoiceStore,
     VoiceStoreUnavailable,
+    name_key,
     open_voice_store,
     sqlite_path,
 )
@@ -173,6 +176,101 @@ def test_codes_and_text_round_trip_exactly(
     assert back.text == text
 
 
+# --- owners, namespaces, quotas, pages ---------------------------------------------------
+ALICE = VoiceAccess(owner="key:alice")
+BOB = VoiceAccess(owner="key:bob")
+ROOT = VoiceAccess(owner="key:root", admin=True)
+
+
+def test_a_voice_is_seen_by_its_owner_admins_or_everyone_when_shared(store: VoiceStore) -> None:
+    mine = store.create("Mine", reference(), owner=ALICE.owner, shared=False)
+    shared = store.create("Ours", reference(seed=1), owner=ROOT.owner, shared=True)
+    legacy = store.create("Old", reference(seed=2))  # an open gateway's: nobody's, shared
+    assert (legacy.owner, legacy.shared) == (None, True)
+    assert store.get(mine.id, ALICE) == mine and store.get(mine.id, BOB) is None
+    assert store.get(mine.id, ROOT) == mine and store.get(mine.id) == mine
+    assert store.find("mine", BOB) is None and store.find(mine.id, BOB) is None
+    assert store.find("ours", BOB) == shared and store.find("old", BOB) == legacy
+    assert store.list(BOB) == [shared, legacy]
+    assert store.list(ALICE) == [mine, shared, legacy] == store.list(ROOT) == store.list()
+    assert mine.deletable_by(ALICE) and not mine.deletable_by(BOB) and mine.deletable_by(ROOT)
+    assert not shared.deletable_by(ALICE) and not legacy.deletable_by(ALICE)
+
+
+def test_names_are_unique_per_namespace(store: VoiceStore) -> None:
+    alices = store.create("Narrator", reference(), owner=ALICE.owner, shared=False)
+    bobs = store.create("narrator", reference(seed=1), owner=BOB.owner, shared=False)
+    shared = store.create("NARRATOR", reference(seed=2), owner=ROOT.owner, shared=True)
+    with pytest.raises(VoiceNameTaken):
+        store.create("nArRaToR", reference(), owner=ALICE.owner, shared=False)
+    with pytest.raises(VoiceNameTaken):
+        store.create("Narrator", reference(), owner=None)  # the shared namespace's
+    # Each caller's own name first, then the shared one.
+    assert store.find("narrator", ALICE) == alices and store.find("narrator", BOB) == bobs
+    assert store.find("narrator", VoiceAccess(owner="key:carol")) == shared
+    assert store.find("narrator") == shared
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ΣΑΣ", "σας"),
+        ("Émile", "E\u0301MILE"),
+        ("ﬁle", "FILE"),
+        ("Ｔａｌｅ", "tale"),
+        ("Straße", "STRASSE"),
+    ],
+)
+def test_names_fold_as_unicode_compatibility_caseless_matching(
+    store: VoiceStore, first: str, second: str
+) -> None:
+    assert name_key(first) == name_key(second)
+    voice = store.create(first, reference())
+    with pytest.raises(VoiceNameTaken):
+        store.create(second, reference())
+    assert store.find(second) == voice
+
+
+def test_a_quota_holds_under_concurrent_saves(open_store: StoreFactory) -> None:
+    open_store().create("seed", reference(), owner=ALICE.owner)  # the schema exists first
+    stores = [open_store() for _ in range(6)]
+    results: list[str] = []
+    barrier = threading.Barrier(len(stores))
+
+    def attempt(index: int, s: VoiceStore) -> None:
+        barrier.wait()
+        try:
+            s.create(f"v{index}", reference(seed=index), owner=ALICE.owner, quota=3)
+            results.append("ok")
+        except VoiceQuotaExceeded:
+            results.append("over")
+
+    threads = [threading.Thread(target=attempt, args=item) for item in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["ok", "ok"] + ["over"] * 4  # 1 + 2 = the quota of 3
+    store = stores[0]
+    assert store.count(ALICE.owner) == 3 and store.count(BOB.owner) == 0
+    store.create("b", reference(), owner=BOB.owner, quota=3)  # per owner
+    with pytest.raises(VoiceQuotaExceeded) as info:
+        store.create("over", reference(), owner=ALICE.owner, quota=3)
+    assert info.value.status_code == 403
+
+
+def test_pages_are_oldest_first_and_seamless(store: VoiceStore) -> None:
+    made = [store.create(f"p{n}", reference(seed=n), owner=ALICE.owner) for n in range(7)]
+    store.create("hidden", reference(), owner=BOB.owner, shared=False)
+    pages: list[list[str]] = []
+    after = None
+    while page := store.list(ALICE, after=after, limit=3):
+        pages.append([v.name for v in page])
+        after = page[-1]
+    assert pages == [["p0", "p1", "p2"], ["p3", "p4", "p5"], ["p6"]]
+    assert store.list(ALICE, after=made[-1]) == []
+
+
 # --- SQLite specifics ---------------------------------------------------------------------
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqliteVoiceStore]:
@@ -257,24 +355,42 @@ def test_a_version_1_sqlite_file_is_migrated_at_start_up(tmp_path: Path) -> None
     with pytest.raises(VoiceNameTaken):
         store.create("OLD", reference())
     np.testing.assert_array_equal(store.reference(store.list()[2]).frames, reference(2).frames)
+    # Voices from before owners existed are shared by everyone, deletable by admins only.
+    assert all(v.shared and v.owner is None for v in store.list())
+    assert store.find("old", VoiceAccess(owner="key:someone")).id == "voice_3"  # type: ignore[union-attr]
+    store.create("Old", reference(), owner="key:someone", shared=False)  # a namespace of its own
     store.close()
 
 
-def test_a_version_2_sqlite_file_gains_consent(tmp_path: Path) -> None:
-    path = tmp_path / "voices.sqlite3"
+def _version_3_file(path: Path) -> None:
+    """What the version 3 gateway left: unique folded names, consent, no owners."""
     _version_1_file(path)
-    old = SqliteVoiceStore(path)
-    with old._db(create=False) as conn:  # what the version 2 gateway left behind
-        assert conn is not None
-        conn.execute("ALTER TABLE voices DROP COLUMN consent")
-        conn.execute("PRAGMA user_version=2")
-    old.close()
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE voices ADD COLUMN name_key TEXT")
+    conn.execute("UPDATE voices SET name_key = id")
+    conn.execute("CREATE UNIQUE INDEX voices_name_key ON voices (name_key)")
+    conn.execute("ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''")
+    conn.execute("UPDATE voices SET consent = 'cons_' || id")
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_3_sqlite_file_keeps_consent_and_gains_owners(tmp_path: Path) -> None:
+    path = tmp_path / "voices.sqlite3"
+    _version_3_file(path)
     store = SqliteVoiceStore(path)
     store.migrate()
-    assert [v.consent for v in store.list()] == ["", "", ""]
-    assert store.create("New", reference(), consent="cons_9").consent == "cons_9"
+    voices = store.list()
+    assert [v.consent for v in voices] == ["cons_voice_1", "cons_voice_2", "cons_voice_3"]
+    assert all(v.shared and v.owner is None for v in voices)
+    np.testing.assert_array_equal(store.reference(voices[2]).frames, reference(2).frames)
+    new = store.create("New", reference(), consent="cons_9", owner="key:a", shared=False)
+    assert (new.consent, new.owner, new.shared) == ("cons_9", "key:a", False)
+    assert store.find("new", VoiceAccess(owner="key:a")) == new
+    assert store.find("new", VoiceAccess(owner="key:b")) is None
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     store.close()
 
 
@@ -336,6 +452,35 @@ def test_a_schema_1_postgres_gains_consent(postgres_server: PostgresServer) -> N
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT version FROM voice_store_schema").fetchone()
         assert row == (len(_POSTGRES_MIGRATIONS),)
+    finally:
+        store.close()
+
+
+def test_a_version_1_postgres_database_is_migrated(postgres_url: str) -> None:
+    codes = reference(2).frames.astype("<u2").tobytes()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(str(_POSTGRES_MIGRATIONS[0]))
+        conn.execute("CREATE TABLE voice_store_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO voice_store_schema VALUES (1)")
+        rows = [("voice_1", "Ｅmile", 1.0), ("voice_2", "émile", 2.0), ("voice_3", "Old", 3.0)]
+        for voice_id, name, created in rows:
+            conn.execute(
+                "INSERT INTO voices (id, name, name_key, reference_text, frames, codes, "
+                "created_at) VALUES (%s, %s, %s, 'Text.', 2, %s, %s)",
+                (voice_id, name, name.casefold(), codes, created),
+            )
+    store = PostgresVoiceStore(postgres_url)
+    try:
+        store.migrate()
+        voices = store.list()
+        assert [v.id for v in voices] == ["voice_1", "voice_2", "voice_3"]
+        assert all(v.shared and v.owner is None for v in voices)
+        # Names that only the new folding makes equal: the older keeps the name.
+        assert store.find("EMILE").id == "voice_1"  # type: ignore[union-attr]
+        with pytest.raises(VoiceNameTaken):
+            store.create("OLD", reference())
+        store.create("Old", reference(), owner="key:someone", shared=False)
+        np.testing.assert_array_equal(store.reference(voices[2]).frames, reference(2).frames)
     finally:
         store.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from app.api.websocket import uvicorn_ws_options
+from app.api.http_server import server_options
 from app.config import Settings
 from app.main import create_app
 
@@ -24,7 +24,8 @@ class _Server(uvicorn.Server):
 def running_gateway(settings: Settings, **uvicorn_options: Any) -> Iterator[str]:
     """Yield the base URL of a gateway serving `settings`; stop it on exit."""
     app = create_app(settings)
-    options = uvicorn_ws_options(settings) | uvicorn_options
+    # The protocol `python -m app` serves with (bounded heads, connection aborts).
+    options = server_options(settings) | uvicorn_options
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
     )
