@@ -34,6 +34,13 @@ def _no_surrogates(value: object) -> object:
     return value
 
 
+def voice_text(value: object) -> object:
+    """A `voice` field's check, run before its union (`str | VoiceRef`): one error naming
+    `voice`, not one per member of the union."""
+    _no_surrogates(value.get("id") if isinstance(value, dict) else value)
+    return value
+
+
 Text = Annotated[str, BeforeValidator(_no_surrogates)]
 """A text field of the public API: any Unicode string that can be encoded as UTF-8."""
 
@@ -100,9 +107,7 @@ class SpeechRequest(SynthesisOptions):
     @field_validator("voice", mode="before")
     @classmethod
     def _voice_text(cls, value: object) -> object:
-        # Before the union: one error naming `voice`, not one per member of the union.
-        _no_surrogates(value.get("id") if isinstance(value, dict) else value)
-        return value
+        return voice_text(value)
 
     @property
     def voice_name(self) -> str:

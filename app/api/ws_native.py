@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, Final, Literal
 
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.api import deps
 from app.api.validation import describe_validation
@@ -29,7 +29,7 @@ from app.audio.pcm import SAMPLE_RATE
 from app.audio.speed import MAX_SPEED, MIN_SPEED
 from app.config import Settings
 from app.errors import GatewayError, InvalidRequest
-from app.protocol import SynthesisOptions, Text, VoiceRef
+from app.protocol import SynthesisOptions, Text, VoiceRef, voice_text
 from app.service.gateway import Gateway
 from app.service.session import (
     Audio,
@@ -55,7 +55,7 @@ class SessionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["session.update"]
-    voice: Text | VoiceRef | None = None
+    voice: str | VoiceRef | None = None
     response_format: ResponseFormat = "pcm"
     speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -64,6 +64,11 @@ class SessionUpdate(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     normalize: bool = True
     audio: Literal["binary", "base64"] = "binary"
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_text(cls, value: object) -> object:
+        return voice_text(value)
 
     def options(self) -> SynthesisOptions:
         return SynthesisOptions.model_validate(self.model_dump(exclude={"type", "voice", "audio"}))

@@ -148,7 +148,7 @@ def test_a_500_carries_the_request_id_and_is_logged_once(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("app.api.normalize.prepare_text", broken)
+    monkeypatch.setattr("app.service.gateway.prepare_text", broken)
     caplog.set_level(logging.INFO)
     response = httpx.post(
         f"{secured}/v1/audio/normalize",
