@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from app.audio.formats import ResponseFormat
 from app.audio.speed import MAX_SPEED, MIN_SPEED
@@ -25,19 +32,25 @@ def encodable(text: str) -> bool:
     return _SURROGATES.search(text) is None
 
 
-def _no_surrogates(value: object) -> object:
+def _check_encodable(value: object, field: str) -> None:
     # A lone surrogate cannot be encoded as UTF-8: tokenizers, HTTP clients and
     # databases fail on it far from here. Refuse it where the field is known, before
     # pydantic's own string check words it vaguely.
     if isinstance(value, str) and not encodable(value):
-        raise ValueError("must not contain lone surrogates (U+D800-U+DFFF): send valid Unicode")
+        raise ValueError(
+            f"{field} must not contain lone surrogates (U+D800-U+DFFF): send valid Unicode"
+        )
+
+
+def _no_surrogates(value: object, info: ValidationInfo) -> object:
+    _check_encodable(value, info.field_name or "text")
     return value
 
 
 def voice_text(value: object) -> object:
     """A `voice` field's check, run before its union (`str | VoiceRef`): one error naming
     `voice`, not one per member of the union."""
-    _no_surrogates(value.get("id") if isinstance(value, dict) else value)
+    _check_encodable(value.get("id") if isinstance(value, dict) else value, "voice")
     return value
 
 

@@ -37,7 +37,11 @@ def backend() -> Iterator[VLLMServer]:
 @pytest.fixture(scope="module")
 def url(backend: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
     settings = gateway_settings(
-        backend.url, tiny_snac_dir, client_stall_timeout=STALL, max_concurrent_streams=2
+        backend.url,
+        tiny_snac_dir,
+        client_stall_timeout=STALL,
+        max_concurrent_streams=2,
+        max_model_len=1_000_000,  # room in the context for LONG
     )
     with running_gateway(settings) as base:
         yield base
