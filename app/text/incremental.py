@@ -8,9 +8,10 @@
 A sentence is complete once the segmenter (app/text/sentences.py) sees the start of the
 next one after it, or at a flush. It is also complete as soon as the client has ended it:
 the buffer ends in whitespace after sentence-final punctuation and the segmenter would
-split there were a sentence to start next ("Hello there. " but not "Dr. " nor "1. "). That
-keeps the first audio of a client that sends whole sentences (pipecat) from waiting for
-the next one. A run-on that passes ``max_chars`` with no sentence end is released at
+split there whichever word came next, a capital or not ("Hello there. " but not "Dr. ",
+"1. ", "U.S. ", "J. ", "a.m. " nor "Wait... ", which the next word may continue: LiveKit
+sends one word at a time). That keeps the first audio of a client that sends whole
+sentences (pipecat) from waiting for the next one. A run-on that passes ``max_chars`` with no sentence end is released at
 clause, then word boundaries (app/text/segments.py), keeping its last piece, which may
 go on. Words are never cut: what is kept is the raw text after the last released word,
 so a word arriving in two pieces is joined back.
@@ -26,8 +27,10 @@ from app.text.tags import EMOTION_TAG
 
 _FINAL = re.compile(r"[.!?…][\"'”’)\]]*$")
 _WORD = re.compile(r"\S+")
-_PROBE = "The"
-"""A typical sentence start: does the segmenter split before it?"""
+_PROBES = ("The", "the")
+"""A sentence start, and a word that goes on a sentence: a client ended its sentence only
+if the segmenter splits before both (after an abbreviation or an initial it splits before
+a capital alone)."""
 
 
 class SentenceBuffer:
@@ -74,8 +77,11 @@ class SentenceBuffer:
 def _ends_sentence(sentence: str) -> bool:
     if not _FINAL.search(sentence):
         return False
-    probe = split_sentences(f"{sentence} {_PROBE}")
-    return len(probe) >= 2 and probe[-1] == _PROBE
+    for word in _PROBES:
+        probe = split_sentences(f"{sentence} {word}")
+        if len(probe) < 2 or probe[-1] != word:
+            return False
+    return True
 
 
 def _speakable(text: str) -> bool:

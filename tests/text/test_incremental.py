@@ -34,12 +34,41 @@ def test_a_sentence_the_client_ended_is_released_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["I met Dr. ", "1. ", "See e.g. ", "Hello there.", "It is 3.", "A. "]
+    "text",
+    [
+        "I met Dr. ",
+        "1. ",
+        "See e.g. ",
+        "Hello there.",
+        "It is 3.",
+        "A. ",
+        "I live in the U.S. ",
+        "Books by J. ",
+        "At 5 a.m. ",
+        "Apples, pears etc. ",
+        "Wait... ",
+    ],
 )
 def test_what_may_go_on_is_kept(text: str) -> None:
     buffer = SentenceBuffer(200)
     assert buffer.append(text) == ""
     assert buffer.flush() == text.strip()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "U.S. troops left. Then",
+        "J. K. Rowling wrote it. Then",
+        "We met at 5 a.m. today. Then",
+        "Apples, pears etc. are fruit. Then",
+        "Wait... what happened? Then",
+    ],
+)
+def test_word_by_word_an_abbreviation_does_not_end_the_sentence(text: str) -> None:
+    # LiveKit sends one word per message, each followed by a space.
+    words = [f"{word} " for word in text.split()]
+    assert feed(words) == ([text.removesuffix(" Then")], "Then")
 
 
 def test_a_word_arriving_in_pieces_is_joined_back() -> None:
