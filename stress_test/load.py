@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stress_test.client import Exchange, GatewayClient, RequestSpec
+from stress_test.client import GatewayClient
 from stress_test.corpus import TextPicker
+from stress_test.exchange import Exchange, RequestSpec
 from stress_test.measure import RequestResult, measure
 from stress_test.slo import Slo
 from stress_test.stats import Summary, summarize

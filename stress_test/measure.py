@@ -18,7 +18,7 @@ from typing import Protocol
 
 import av
 
-from stress_test.client import Exchange
+from stress_test.exchange import Exchange
 
 PCM_SAMPLE_BYTES = 2
 """Raw `pcm` is mono signed 16-bit little-endian."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stress_test import corpus
-from stress_test.client import Reference, RequestSpec
+from stress_test.exchange import Reference, RequestSpec
 from stress_test.slo import Slo, parse_duration
 
 FORMATS = ("pcm", "wav", "mp3", "opus", "aac", "flac")

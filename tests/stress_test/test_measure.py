@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stress_test.client import Exchange
 from stress_test.corpus import Text
+from stress_test.exchange import Exchange
 from stress_test.measure import (
     PcmTrack,
     _availability,
