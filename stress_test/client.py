@@ -1,4 +1,5 @@
-"""One synthesis request over HTTP, observed the way a listener's client sees it.
+"""One synthesis request over HTTP (or, for the WebSocket endpoints, handed to `ws`),
+observed the way a listener's client sees it.
 
 Only the bytes and their arrival times are recorded here; turning them into audio seconds,
 first audio and stalls happens afterwards (`measure`), so decoding never slows the event
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from stress_test import ws
 from stress_test.corpus import Text
 from stress_test.exchange import Endpoint, Exchange, RequestSpec, error_of
 
@@ -28,6 +30,7 @@ class GatewayClient:
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 300.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
+        self.api_key = api_key
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.url,
@@ -73,6 +76,8 @@ class GatewayClient:
             await asyncio.sleep(1.0)
 
     async def synthesize(self, spec: RequestSpec, text: Text, voice: str) -> Exchange:
+        if spec.endpoint in ws.ENDPOINTS:
+            return await ws.converse(self.url, self.api_key, self.timeout, spec, text, voice)
         exchange = Exchange(text, voice, started=time.perf_counter())
         try:
             # httpx's timeouts bound each read; this bounds the whole request.
