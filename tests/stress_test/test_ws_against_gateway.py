@@ -40,10 +40,16 @@ async def run(
     requests: int = 1,
     words_per_second: float = 40.0,
     voice: str = "tara",
+    response_format: str = "pcm",
     **extra: Any,
 ) -> list[RequestResult]:
     picker = TextPicker([Text("file", text)], [voice], random.Random(0))
-    spec = RequestSpec(endpoint=endpoint, extra=extra, words_per_second=words_per_second)
+    spec = RequestSpec(
+        endpoint=endpoint,
+        response_format=response_format,
+        extra=extra,
+        words_per_second=words_per_second,
+    )
     return await burst(Runner(client, spec, picker, stall_threshold=0.01), requests, 1)
 
 
@@ -71,6 +77,18 @@ async def test_reported_audio_seconds_are_what_was_served(
     assert result.ttfa is not None and 0 < result.ttfa <= result.latency
     assert result.rtf == pytest.approx(result.latency / result.audio_seconds)
     assert result.timeline[-1][1] == result.audio_seconds
+
+
+@pytest.mark.parametrize(("fmt", "tolerance"), [("wav", 0.0), ("flac", 0.0), ("mp3", 0.1)])
+async def test_a_native_session_in_a_container_format_is_decoded_for_its_duration(
+    client: GatewayClient, vllm: VLLMServer, fmt: str, tolerance: float
+) -> None:
+    # One utterance is one stream in the format; lossy codecs add priming.
+    (result,) = await run(client, "ws", "Hello there. This is a test.", response_format=fmt)
+    assert result.ok, result.message
+    served = (2 * SEGMENT_SAMPLES + PAUSE_SAMPLES) / SAMPLE_RATE
+    assert result.audio_seconds == pytest.approx(served, abs=tolerance + 1e-9)
+    assert result.ttfa is not None and result.sentence_ttfa is not None
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
