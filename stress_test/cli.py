@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from stress_test import corpus
-from stress_test.client import GatewayClient, RequestSpec
+from stress_test.client import GatewayClient
+from stress_test.exchange import RequestSpec
 from stress_test.load import Level, Runner, burst, doubling, poisson, sweep
 from stress_test.measure import RequestResult
 from stress_test.options import build_parser, request_spec, settings_of, texts, voices

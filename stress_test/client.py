@@ -1,4 +1,5 @@
-"""One synthesis request over HTTP, observed the way a listener's client sees it.
+"""One synthesis request over HTTP (or, for the WebSocket endpoints, handed to `ws`),
+observed the way a listener's client sees it.
 
 Only the bytes and their arrival times are recorded here; turning them into audio seconds,
 first audio and stalls happens afterwards (`measure`), so decoding never slows the event
@@ -12,76 +13,15 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
+from stress_test import ws
 from stress_test.corpus import Text
+from stress_test.exchange import Endpoint, Exchange, RequestSpec, error_of
 
-Endpoint = Literal["speech", "vc"]
-StreamFormat = Literal["audio", "sse"]
 PATHS: dict[Endpoint, str] = {"speech": "/v1/audio/speech", "vc": "/v1/audio/vc"}
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The clip and transcript sent with every `vc` request."""
-
-    audio: bytes
-    filename: str
-    text: str
-
-
-@dataclass(frozen=True)
-class RequestSpec:
-    """What every request of a run asks for, apart from its text and voice."""
-
-    endpoint: Endpoint = "speech"
-    model: str = "tts-1"
-    response_format: str = "pcm"
-    stream: bool = True
-    stream_format: StreamFormat = "audio"
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    reference: Reference | None = None
-
-
-@dataclass
-class Exchange:
-    """One request as the client saw it; times are seconds since the request was sent."""
-
-    text: Text
-    voice: str
-    started: float
-    """time.perf_counter() when the request was sent."""
-    arrivals: list[tuple[float, int]] = field(default_factory=list)
-    """(time, audio bytes received so far) per body chunk or SSE delta carrying audio."""
-    audio: bytearray = field(default_factory=bytearray)
-    ended: float = 0.0
-    status: int | None = None
-    cause: str | None = None
-    """Why it failed: the error envelope's code, or what went wrong on the wire."""
-    message: str | None = None
-    in_band: bool = False
-    """The failure came after the response was committed (an SSE `error` event)."""
-
-    def fail(self, cause: str, message: str, *, in_band: bool = False) -> None:
-        if self.cause is None:
-            self.cause, self.message, self.in_band = cause, message, in_band
-
-
-def error_of(status: int, body: bytes) -> tuple[str, str]:
-    """(cause, message) of an error response: the OpenAI envelope's code where there is one."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return f"http_{status}", body[:200].decode("utf-8", "replace")
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        code = error.get("code") or error.get("type")
-        return str(code) if code else f"http_{status}", str(error.get("message", ""))
-    return f"http_{status}", json.dumps(data)[:200]
 
 
 class GatewayClient:
@@ -90,6 +30,7 @@ class GatewayClient:
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 300.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
+        self.api_key = api_key
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.url,
@@ -135,6 +76,8 @@ class GatewayClient:
             await asyncio.sleep(1.0)
 
     async def synthesize(self, spec: RequestSpec, text: Text, voice: str) -> Exchange:
+        if spec.endpoint in ws.ENDPOINTS:
+            return await ws.converse(self.url, self.api_key, self.timeout, spec, text, voice)
         exchange = Exchange(text, voice, started=time.perf_counter())
         try:
             # httpx's timeouts bound each read; this bounds the whole request.
@@ -187,15 +130,9 @@ def _payload(spec: RequestSpec, text: str, voice: str) -> dict[str, Any]:
     return {"data": form, "files": files}
 
 
-def _received(exchange: Exchange, data: bytes) -> None:
-    if data:
-        exchange.audio.extend(data)
-        exchange.arrivals.append((time.perf_counter() - exchange.started, len(exchange.audio)))
-
-
 async def _read_audio(response: httpx.Response, exchange: Exchange) -> None:
     async for chunk in response.aiter_bytes():
-        _received(exchange, chunk)
+        exchange.received(chunk)
 
 
 async def _read_sse(response: httpx.Response, exchange: Exchange) -> None:
@@ -223,7 +160,7 @@ def _event(payload: str, exchange: Exchange) -> bool:
         event = json.loads(payload)
         kind = event.get("type")
         if kind == "speech.audio.delta":
-            _received(exchange, base64.b64decode(event["audio"], validate=True))
+            exchange.received(base64.b64decode(event["audio"], validate=True))
             return False
         if kind == "speech.audio.done":
             return True

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stress_test.client import Exchange, GatewayClient, RequestSpec
+from stress_test.client import GatewayClient
 from stress_test.corpus import TextPicker
+from stress_test.exchange import Exchange, RequestSpec
 from stress_test.measure import RequestResult, measure
 from stress_test.slo import Slo
 from stress_test.stats import Summary, summarize
+from stress_test.ws import received_audio
 
 
 class Progress(Protocol):
@@ -61,14 +63,15 @@ class Runner:
         return Sent(index, phase, await self.client.synthesize(self.spec, text, voice))
 
     def measure(self, sent: Sequence[Sent]) -> list[RequestResult]:
+        audio_format, rate = received_audio(self.spec, self.pcm_rate)
         return [
             measure(
                 s.exchange,
                 index=s.index,
                 phase=s.phase,
                 run_started=self.started,
-                response_format=self.spec.response_format,
-                pcm_rate=self.pcm_rate,
+                response_format=audio_format,
+                pcm_rate=rate,
                 stall_threshold=self.stall_threshold,
             )
             for s in sorted(sent, key=lambda s: s.index)

@@ -18,10 +18,11 @@ from typing import Protocol
 
 import av
 
-from stress_test.client import Exchange
+from stress_test.exchange import Exchange
 
-PCM_SAMPLE_BYTES = 2
-"""Raw `pcm` is mono signed 16-bit little-endian."""
+RAW_SAMPLE_BYTES = {"pcm": 2, "mulaw": 1, "alaw": 1}
+"""Bare mono audio: `pcm` (and Deepgram's linear16) is signed 16-bit little-endian, G.711
+one byte a sample."""
 
 
 class UndecodableAudio(Exception):
@@ -44,9 +45,10 @@ class AudioTrack(Protocol):
 class PcmTrack:
     rate: int
     samples: int
+    sample_bytes: int = 2
 
     def samples_at(self, received: int) -> int:
-        return min(received // PCM_SAMPLE_BYTES, self.samples)
+        return min(received // self.sample_bytes, self.samples)
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,9 @@ def _availability(
 
 
 def audio_track(data: bytes, response_format: str, pcm_rate: int) -> AudioTrack:
-    if response_format == "pcm":
-        return PcmTrack(pcm_rate, len(data) // PCM_SAMPLE_BYTES)
+    width = RAW_SAMPLE_BYTES.get(response_format)
+    if width is not None:
+        return PcmTrack(pcm_rate, len(data) // width, width)
     return container_track(data)
 
 
@@ -170,6 +173,11 @@ class RequestResult:
     """Total of the player's waits of at least the stall threshold."""
     stall_count: int = 0
     largest_gap: float | None = None
+    sentence_ttfa: float | None = None
+    """WebSocket: from sending the message that completed the first sentence to the first
+    audio (negative: the gateway began speaking before that message)."""
+    close_code: int | None = None
+    """WebSocket: the gateway's close code."""
     bytes: int = 0
     timeline: list[tuple[float, float]] = field(default_factory=list)
     stalls: list[tuple[float, float]] = field(default_factory=list)
@@ -202,6 +210,7 @@ def measure(
         cause=exchange.cause,
         message=exchange.message,
         in_band=exchange.in_band,
+        close_code=exchange.close_code,
         latency=exchange.ended,
         bytes=len(exchange.audio),
     )
@@ -234,6 +243,8 @@ def measure(
         result.ttfa = timeline[0][0]
         gaps = [b[0] - a[0] for a, b in itertools.pairwise(timeline)]
         result.largest_gap = max(gaps, default=0.0)
+        if exchange.sentence_sent is not None:
+            result.sentence_ttfa = result.ttfa - exchange.sentence_sent
     if result.audio_seconds > 0:
         result.rtf = result.latency / result.audio_seconds
     elif result.ok:

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stress_test import corpus
-from stress_test.client import Reference, RequestSpec
+from stress_test import corpus, ws
+from stress_test.exchange import Reference, RequestSpec
 from stress_test.slo import Slo, parse_duration
 
 FORMATS = ("pcm", "wav", "mp3", "opus", "aac", "flac")
@@ -61,6 +61,13 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
+def _pace(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _levels(text: str) -> list[int]:
     try:
         levels = [int(part) for part in text.split(",") if part.strip()]
@@ -92,7 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="first wait up to this long for /health to report the models loaded",
     )
     request = common.add_argument_group("requests")
-    request.add_argument("--endpoint", choices=("speech", "vc"), default="speech")
+    request.add_argument(
+        "--endpoint",
+        choices=("speech", "vc", "ws", "deepgram"),
+        default="speech",
+        help="speech (/v1/audio/speech), vc (/v1/audio/vc), or a WebSocket session: "
+        "ws (/v1/audio/speech/stream) or deepgram (/v1/speak)",
+    )
+    request.add_argument(
+        "--words-per-second",
+        type=_pace,
+        default=40.0,
+        help="ws, deepgram: the text is sent word by word at this pace, as an LLM writes it "
+        "(default 40, about 55 tokens/s); 0: all at once",
+    )
     request.add_argument("--model", default="tts-1")
     request.add_argument(
         "--voice",
@@ -106,13 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="pcm",
         help="response_format (pcm: TTFA without any container delay)",
     )
-    request.add_argument("--stream", type=_bool, default=True, help="true (default) or false")
-    request.add_argument("--stream-format", choices=("audio", "sse"), default="audio")
+    request.add_argument("--stream", type=_bool, default=True, help="HTTP: true (default) or false")
+    request.add_argument(
+        "--stream-format", choices=("audio", "sse"), default="audio", help="HTTP: audio or sse"
+    )
     request.add_argument(
         "--extra",
         type=_extra,
         default={},
-        help="JSON object merged into each request, e.g. '{\"max_tokens\": 600}'",
+        help="JSON object merged into each request (ws: into session.update; deepgram: "
+        "query parameters), e.g. '{\"max_tokens\": 600}'",
     )
     request.add_argument("--text-file", type=Path, help="one request text per line")
     request.add_argument(
@@ -201,6 +224,16 @@ def request_spec(args: argparse.Namespace) -> RequestSpec:
             raise ValueError("--endpoint vc needs --reference-audio and --reference-text")
         audio = args.reference_audio.read_bytes()
         reference = Reference(audio, args.reference_audio.name, args.reference_text)
+    if args.endpoint == "deepgram":
+        if args.format != "pcm":
+            raise ValueError(
+                "--endpoint deepgram sends bare audio: choose it with --extra, e.g. "
+                '\'{"encoding": "mulaw", "sample_rate": 8000}\''
+            )
+        try:
+            ws.deepgram_audio(args.extra)
+        except ValueError as exc:
+            raise ValueError(f"--extra sample_rate must be an integer: {exc}") from exc
     return RequestSpec(
         endpoint=args.endpoint,
         model=args.model,
@@ -209,6 +242,7 @@ def request_spec(args: argparse.Namespace) -> RequestSpec:
         stream_format=args.stream_format,
         extra=args.extra,
         reference=reference,
+        words_per_second=args.words_per_second,
     )
 
 

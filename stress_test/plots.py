@@ -1,6 +1,7 @@
-"""`--save DIR`: PNG plots (matplotlib, no display needed): TTFA and RTF CDFs, per-stream
-timelines (audio received vs what a player starting at the first audio had played), and for
-`sweep` the p99 figures and goodput against concurrency."""
+"""`--save DIR`: PNG plots (matplotlib, no display needed): TTFA and RTF CDFs (and for
+WebSocket runs the first sentence's TTFA), per-stream timelines (audio received vs what a
+player starting at the first audio had played), and for `sweep` the p99 figures and goodput
+against concurrency."""
 
 from __future__ import annotations
 
@@ -131,6 +132,14 @@ def sweep_curves(path: Path, levels: Sequence[Level], slo: Slo) -> Path:
     return path
 
 
+def _of(groups: dict[str, list[RequestResult]], metric: str) -> dict[str, list[float]]:
+    """Each group's values of `metric` over its successful requests."""
+    return {
+        label: [float(v) for r in results if r.ok and (v := getattr(r, metric)) is not None]
+        for label, results in groups.items()
+    }
+
+
 def write_plots(
     directory: Path, results: Sequence[RequestResult], slo: Slo, levels: Sequence[Level] = ()
 ) -> list[Path]:
@@ -139,24 +148,33 @@ def write_plots(
         groups = {f"c={level.concurrency}": level.results for level in levels}
     else:
         groups = {"all": list(results)}
-    ttfa = {k: [r.ttfa for r in v if r.ok and r.ttfa is not None] for k, v in groups.items()}
-    rtf = {k: [r.rtf for r in v if r.ok and r.rtf is not None] for k, v in groups.items()}
     written = [
         _cdf(
             directory / "ttfa_cdf.png",
-            ttfa,
+            _of(groups, "ttfa"),
             xlabel="TTFA (ms)",
             limit=slo.limits.get("ttfa"),
             scale=1000.0,
         ),
         _cdf(
             directory / "rtf_cdf.png",
-            rtf,
+            _of(groups, "rtf"),
             xlabel="RTF (latency / audio seconds)",
             limit=slo.limits.get("rtf"),
         ),
         timelines(directory / "timelines.png", results),
     ]
+    sentence = _of(groups, "sentence_ttfa")
+    if any(sentence.values()):
+        written.append(
+            _cdf(
+                directory / "sentence_ttfa_cdf.png",
+                sentence,
+                xlabel="first sentence's last word sent → its first audio (ms)",
+                limit=None,
+                scale=1000.0,
+            )
+        )
     if levels:
         written.append(sweep_curves(directory / "sweep.png", levels, slo))
     return written

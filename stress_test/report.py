@@ -13,9 +13,9 @@ from rich.table import Table
 
 from stress_test.load import Level, capacity
 from stress_test.slo import DURATIONS, format_limit
-from stress_test.stats import METRICS, Distribution, Summary
+from stress_test.stats import METRICS, OPTIONAL, Distribution, Summary
 
-MILLISECONDS = frozenset({"ttfa", "largest_gap"})
+MILLISECONDS = frozenset({"ttfa", "sentence_ttfa", "largest_gap"})
 SECONDS = frozenset({"latency", "stall_seconds", "audio_seconds"})
 
 
@@ -40,6 +40,8 @@ def percentiles_table(summary: Summary, title: str) -> Table:
         table.add_column(column, justify="right")
     for metric, label in METRICS.items():
         d: Distribution = summary.metrics[metric]
+        if metric in OPTIONAL and d.n == 0:
+            continue
         row = (d.min, d.avg, d.p50, d.p90, d.p95, d.p99, d.max)
         table.add_row(label, *(_value(metric, v) for v in row))
     return table
@@ -50,11 +52,15 @@ def errors_table(summary: Summary) -> Table:
     table.add_column("cause")
     table.add_column("HTTP status", justify="right")
     table.add_column("when")
+    closes = any(error.close_code is not None for error in summary.errors)
+    if closes:
+        table.add_column("close", justify="right")
     table.add_column("requests", justify="right")
     for error in summary.errors:
-        when = "in-band, after audio started" if error.in_band else "response"
+        when = "in-band, in the stream or session" if error.in_band else "response"
         status = str(error.status) if error.status is not None else "–"
-        table.add_row(error.cause, status, when, str(error.count))
+        close = [str(error.close_code) if error.close_code is not None else "–"] if closes else []
+        table.add_row(error.cause, status, when, *close, str(error.count))
     return table
 
 

@@ -18,6 +18,7 @@ from stress_test.slo import Slo, value_of
 QUANTILES = (50, 90, 95, 99)
 METRICS: dict[str, str] = {
     "ttfa": "TTFA",
+    "sentence_ttfa": "sentence TTFA",
     "latency": "latency",
     "rtf": "RTF",
     "stall_seconds": "stall time",
@@ -26,6 +27,8 @@ METRICS: dict[str, str] = {
     "audio_seconds": "audio",
 }
 """RequestResult attribute -> label, in report order."""
+OPTIONAL = frozenset({"sentence_ttfa"})
+"""Figures only some endpoints have (WebSocket): left out of a report that has none."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -63,6 +66,7 @@ class ErrorCount:
     status: int | None
     in_band: bool
     count: int
+    close_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,10 @@ def summarize(results: Sequence[RequestResult], slo: Slo) -> Summary:
     for name in METRICS:
         values = [float(v) for r in ok if (v := getattr(r, name)) is not None]
         metrics[name] = Distribution.of(values)
-    causes = Counter((r.cause or "", r.status, r.in_band) for r in results if not r.ok)
-    errors = [ErrorCount(c, s, b, n) for (c, s, b), n in causes.most_common()]
+    causes = Counter(
+        (r.cause or "", r.status, r.in_band, r.close_code) for r in results if not r.ok
+    )
+    errors = [ErrorCount(c, s, b, n, code) for (c, s, b, code), n in causes.most_common()]
     slo_p99 = {key: percentile([value_of(r, key) for r in results], 99) for key in slo.limits}
     if results:
         first = min(r.sent_at for r in results)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from stress_test.client import GatewayClient, RequestSpec
+from stress_test.client import GatewayClient
 from stress_test.corpus import TextPicker, builtin
+from stress_test.exchange import RequestSpec
 from stress_test.load import Runner, arrivals, burst, poisson
 from stress_test.measure import RequestResult
 from tests.stress_test.conftest import FRAMES

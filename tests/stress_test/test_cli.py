@@ -80,6 +80,7 @@ def test_burst_reports_and_saves_every_request(
     assert "=== SLO LATENCY REPORT ===" in out
     assert "=== AUDIO & REAL-TIME FACTOR (RTF) REPORT ===" in out
     assert "Total Requests: 4" in out and "goodput:" in out and "audio s per wall s" in out
+    assert "sentence TTFA" not in out  # WebSocket sessions only
     document = saved(tmp_path)
     assert document["command"] == ["python", "-m", "stress_test", *args]
     models = document["gateway_models"]
@@ -191,6 +192,9 @@ def test_a_saved_sweep_is_judged_again_under_another_slo(
         (["--levels", "4,2"], "--levels must be increasing"),
         (["--endpoint", "vc"], "--endpoint vc needs --reference-audio"),
         (["--corpus", "huge"], "corpus kinds must be among"),
+        (["--words-per-second", "-1"], "must be >= 0"),
+        (["--endpoint", "deepgram", "--format", "mp3"], "--endpoint deepgram sends bare audio"),
+        (["--endpoint", "deepgram", "--extra", '{"sample_rate": "x"}'], "must be an integer"),
     ],
 )
 def test_bad_options_are_refused_with_a_reason(
@@ -208,3 +212,4 @@ def test_every_mode_takes_every_option() -> None:
         args = parser.parse_args([mode, "--rate", "2", "--duration", "5", "--requests", "3"])
         assert (args.mode, args.rate, args.duration, args.requests) == (mode, 2.0, 5.0, 3)
         assert args.slo.limits == {"ttfa": 0.5, "rtf": 1.0, "stall": 0.0}
+        assert (args.endpoint, args.words_per_second) == ("speech", 40.0)

@@ -1,5 +1,6 @@
 """The `vc` endpoint (a reference clip and its transcript on every request) and a gateway that
-wants an API key, through the CLI as a user would run them."""
+wants an API key (over HTTP and both WebSocket protocols), through the CLI as a user would
+run them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ from tests.support.vllm_server import VLLMServer
 
 KEY = "stress-key"
 FRAMES = 10
+
+
+def refused(count: int) -> dict[str, object]:
+    """The summary's error row for requests the gateway refused for want of a key."""
+    return {
+        "cause": "missing_api_key",
+        "status": 401,
+        "in_band": False,
+        "count": count,
+        "close_code": None,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +89,24 @@ def test_a_missing_key_is_counted_as_the_gateways_refusal(
     document = saved(tmp_path)
     assert document["gateway_models"]["status"] == 401
     errors = document["summary"]["errors"]
-    assert errors == [{"cause": "missing_api_key", "status": 401, "in_band": False, "count": 2}]
+    assert errors == [refused(2)]
     assert document["summary"]["goodput"] == 0.0
     assert "missing_api_key" in done.stdout
+
+
+@pytest.mark.parametrize("endpoint", ["ws", "deepgram"])
+def test_websocket_sessions_carry_the_key_as_their_protocol_wants(
+    keyed_gateway: str, tmp_path: Path, endpoint: str
+) -> None:
+    """Bearer for the native protocol, Token for Deepgram's; without it the handshake is
+    refused, and counted under the gateway's cause."""
+    common = ["burst", "--url", keyed_gateway, "--endpoint", endpoint, "--warmup", "0"]
+    keyed = stress(*common, "--requests", "2", "--api-key", KEY, "--save", str(tmp_path / "k"))
+    bare = stress(*common, "--requests", "1", "--save", str(tmp_path / "none"))
+    assert keyed.returncode == 0 and bare.returncode == 0, keyed.stderr + bare.stderr
+    assert [(r["cause"], r["status"]) for r in saved(tmp_path / "k")["requests"]] == [
+        (None, 101),
+        (None, 101),
+    ]
+    errors = saved(tmp_path / "none")["summary"]["errors"]
+    assert errors == [refused(1)]

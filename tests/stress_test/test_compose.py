@@ -105,6 +105,7 @@ def test_defaults_are_the_documented_burst() -> None:
     assert (args.requests, args.concurrency, args.warmup) == (50, 50, 3)
     assert (args.format, args.stream, args.stream_format) == ("pcm", True, "audio")
     assert args.api_key == "" and args.extra == {}
+    assert (args.endpoint, args.words_per_second) == ("speech", 40.0)
     assert args.slo.limits == {"ttfa": 0.5, "rtf": 1.0, "stall": 0.0}
     assert args.wait_ready > 0
 
@@ -119,9 +120,12 @@ def test_settings_from_env_reach_the_tool() -> None:
         "STRESS_FORMAT": "mp3",
         "STRESS_STREAM_FORMAT": "sse",
         "STRESS_SLO": "ttfa=1s,rtf=1.0,stall=0",
+        "STRESS_ENDPOINT": "ws",
+        "STRESS_WORDS_PER_SECOND": "0",
     }
     args = build_parser().parse_args(command(env))
     assert (args.mode, args.url, args.api_key) == ("sweep", env["STRESS_URL"], "k1")
+    assert (args.endpoint, args.words_per_second) == ("ws", 0.0)
     assert (args.voice, args.extra) == (["tara,leo"], {"max_tokens": 600})
     assert (args.format, args.stream_format, args.slo.limits["ttfa"]) == ("mp3", "sse", 1.0)
 
@@ -136,8 +140,9 @@ def test_every_setting_is_documented() -> None:
     assert all(v in docs for v in variables)
 
 
+@pytest.mark.parametrize("endpoint", ["speech", "deepgram"])
 def test_the_compose_command_runs_against_a_live_gateway(
-    tiny_snac_dir: Path, tmp_path: Path
+    tiny_snac_dir: Path, tmp_path: Path, endpoint: str
 ) -> None:
     """The command exactly as Compose would give it (settings as a .env would set them),
     with the URL and the results folder moved to this machine."""
@@ -151,6 +156,7 @@ def test_the_compose_command_runs_against_a_live_gateway(
             "STRESS_CONCURRENCY": "3",
             "STRESS_WARMUP": "1",
             "STRESS_WAIT_READY": "30",
+            "STRESS_ENDPOINT": endpoint,
         }
         args = command(env)
         save = args.index("--save") + 1
@@ -160,3 +166,5 @@ def test_the_compose_command_runs_against_a_live_gateway(
     assert "=== SLO LATENCY REPORT ===" in done.stdout
     document = saved(tmp_path)
     assert document["summary"]["requests"] == 3 and document["summary"]["succeeded"] == 3
+    statuses = {r["status"] for r in document["requests"]}
+    assert statuses == ({101} if endpoint == "deepgram" else {200})

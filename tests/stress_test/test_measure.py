@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stress_test.client import Exchange
 from stress_test.corpus import Text
+from stress_test.exchange import Exchange
 from stress_test.measure import (
     PcmTrack,
     _availability,
@@ -131,6 +131,30 @@ def test_pcm_track_counts_whole_samples() -> None:
     track = audio_track(bytes(9), "pcm", RATE)
     assert isinstance(track, PcmTrack)
     assert [track.samples_at(n) for n in (0, 1, 2, 9, 100)] == [0, 0, 1, 4, 4]
+
+
+@pytest.mark.parametrize("fmt", ["mulaw", "alaw"])
+def test_g711_counts_a_sample_a_byte(fmt: str) -> None:
+    result = measure(
+        exchange([(0.3, bytes(4000)), (0.5, bytes(4000))]),
+        index=0,
+        phase="measure",
+        run_started=0.0,
+        response_format=fmt,
+        pcm_rate=8000,
+    )
+    assert result.audio_seconds == 1.0 and result.timeline == [(0.3, 0.5), (0.5, 1.0)]
+
+
+def test_the_first_sentence_is_timed_from_the_message_that_completed_it() -> None:
+    ex = exchange([(0.2, bytes(2 * RATE))])
+    ex.sentence_sent, ex.close_code = 0.05, 1000
+    result = measure(ex, index=0, phase="measure", run_started=0.0, response_format="pcm")
+    assert result.sentence_ttfa == pytest.approx(0.15) and result.close_code == 1000
+    http = measure(
+        exchange([(0.2, bytes(2))]), index=0, phase="m", run_started=0.0, response_format="pcm"
+    )
+    assert http.sentence_ttfa is None and http.close_code is None
 
 
 @given(st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.001, 1.0)), min_size=1, max_size=30))
