@@ -11,10 +11,10 @@ the buffer ends in whitespace after sentence-final punctuation and the segmenter
 split there whichever word came next, a capital or not ("Hello there. " but not "Dr. ",
 "1. ", "U.S. ", "J. ", "a.m. " nor "Wait... ", which the next word may continue: LiveKit
 sends one word at a time). That keeps the first audio of a client that sends whole
-sentences (pipecat) from waiting for the next one. A run-on that passes ``max_chars`` with no sentence end is released at
-clause, then word boundaries (app/text/segments.py), keeping its last piece, which may
-go on. Words are never cut: what is kept is the raw text after the last released word,
-so a word arriving in two pieces is joined back.
+sentences (pipecat) from waiting for the next one. A run-on that passes ``max_chars``
+with no sentence end is released at clause, then word boundaries (app/text/segments.py),
+keeping its last piece, which may go on. Words are never cut: what is kept is the raw
+text after the last released word, so a word arriving in two pieces is joined back.
 """
 
 from __future__ import annotations

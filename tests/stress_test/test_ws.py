@@ -50,12 +50,17 @@ def test_the_first_sentence_ends_where_the_gateway_would_end_it(text: str) -> No
 @pytest.mark.parametrize("pace", [40.0, 0.0])
 @pytest.mark.parametrize("text", CORPUS)
 def test_on_the_corpus_the_gateway_starts_speaking_at_that_message(text: str, pace: float) -> None:
-    """Text arriving piece by piece: the gateway releases the first sentence on the very
-    message the client times it from."""
+    """Text arriving piece by piece: the gateway releases the first sentence on the message
+    the client times it from, or (where only the next word tells it the sentence is over)
+    on the next one, or at the end of the text; never before it."""
     buffer = SentenceBuffer(max_chars=200)
     sent = pieces(text, pace)
     released = next((i for i, piece in enumerate(sent) if buffer.append(piece)), None)
-    assert released == first_sentence_end(sent)
+    end = first_sentence_end(sent)
+    if end is None or released is None:
+        assert released is None and end in (None, len(sent) - 1)
+    else:
+        assert released in (end, end + 1)
 
 
 @given(st.lists(st.text(st.characters(blacklist_categories=["Z", "C"]), min_size=1), max_size=30))
