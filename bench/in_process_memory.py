@@ -56,7 +56,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_policy(name: str, models: Path, args: argparse.Namespace) -> None:
-    data = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as data:
+        measure(name, models, Path(data), args)
+
+
+def measure(name: str, models: Path, data: Path, args: argparse.Namespace) -> None:
     env = {
         "TTS_MODEL": str(models / "llm"), "SNAC_MODEL": str(models / "snac"), "DEVICE": "cpu",
         "SNAC_NOISE": "false", "TORCH_THREADS": "1", "ENGINE_MAX_STREAMS": "4",
