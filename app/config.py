@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     decode_queue_size: int = Field(default=1024, ge=1)
     torch_threads: int | None = Field(default=None, ge=1)
+    memory_trim_interval: float = Field(
+        default=10.0, ge=0, description="Seconds between returns of freed heap to the OS; 0: off"
+    )
 
     # --- GPU decode path (docs/gpu.md) ---
     decode_dtype: Literal["float32", "bfloat16", "float16"] = "float32"

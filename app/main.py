@@ -35,6 +35,7 @@ from app.codec.service import CodecService
 from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, SnacCodec, load_codec
 from app.config import Settings, load_settings
 from app.engine.base import EngineLoadError, TokenEngine
+from app.heap import HeapTrimmer
 from app.service.decoding import PipelineConfig
 from app.service.gateway import Gateway
 from app.service.jobs import JobBuilder
@@ -230,9 +231,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if metrics.multiprocess_dir is not None:
         publisher = asyncio.create_task(metrics.publish())
     uninstall = install_sigterm_drain(app.state.drain)
+    # Freed tensors and buffers stay in malloc's arenas unless trimmed (app/heap.py).
+    trimmer = HeapTrimmer(settings.memory_trim_interval)
+    trimmer.start()
     try:
         yield
     finally:
+        await asyncio.to_thread(trimmer.close)
         if uninstall is not None:
             uninstall()
         if publisher is not None:

@@ -91,6 +91,15 @@ class GatewayProcess:
                 raise TimeoutError(f"gateway not ready within {timeout:g} s:\n{self.log()}")
             time.sleep(0.1)
 
+    def resident_mb(self) -> float:
+        """The process's resident set size (VmRSS), in MiB."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+        )
+        return kib / 1024
+
     def log(self) -> str:
         return self.log_path.read_text("utf-8", errors="replace")[-6000:]
 
