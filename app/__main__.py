@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 from typing import Any
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    # A crash in native code (FFmpeg, torch) leaves every thread's Python stack in the log
+    # instead of a bare exit code 139.
+    faulthandler.enable()
     # uvicorn's own loggers propagate to the JSON handler; the app logs access lines.
     # A failed start-up (e.g. a model that cannot load) makes uvicorn exit with code 3.
     options: dict[str, Any] = {

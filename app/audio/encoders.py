@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Final, Protocol
@@ -49,7 +51,10 @@ class StreamingEncoder(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the encoder without finishing the stream (client left, error)."""
+        """Release the encoder without finishing the stream (client left, error).
+
+        Safe from any thread while a write runs in a worker thread: the request's task is
+        cancelled at its await, not the thread, so close may come mid-write."""
         ...
 
 
@@ -226,6 +231,11 @@ class PyAVEncoder(_SpentMixin):
     2304), so samples wait in ``_pending`` until a full frame exists; only the
     last frame may be short. Timestamps count samples, so nothing is lost or
     duplicated whatever the chunking.
+
+    Writes run in a worker thread, and a client that leaves cancels the request's task,
+    not that thread: closing the container under a running encode frees what FFmpeg is
+    using (a segfault in libavformat, found by the soak). So ``close`` never closes under
+    a write; the write in progress closes the container when it ends instead.
     """
 
     blocking = True
@@ -254,37 +264,62 @@ class PyAVEncoder(_SpentMixin):
         self._time_base = Fraction(1, SAMPLE_RATE)
         self._pending: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
         self._pts = 0
+        self._in_use = threading.Lock()
+        self._close_requested = False
 
     def write(self, pcm: npt.NDArray[np.float32]) -> bytes:
-        self._check_open()
-        samples = np.clip(_as_mono_float(pcm), -1.0, 1.0)
-        pending = np.concatenate((self._pending, samples)) if self._pending.size else samples
-        whole = len(pending) - len(pending) % self._frame_size
-        for start in range(0, whole, self._frame_size):
-            self._encode(pending[start : start + self._frame_size])
-        self._pending = pending[whole:].copy()
-        return self._take()
+        with self._using():
+            samples = np.clip(_as_mono_float(pcm), -1.0, 1.0)
+            pending = np.concatenate((self._pending, samples)) if self._pending.size else samples
+            whole = len(pending) - len(pending) % self._frame_size
+            for start in range(0, whole, self._frame_size):
+                self._encode(pending[start : start + self._frame_size])
+            self._pending = pending[whole:].copy()
+            return self._take()
 
     def finalize(self) -> bytes:
-        self._check_open()
-        self._done = True
-        if self._pending.size:
-            self._encode(self._pending)
-            self._pending = np.zeros(0, dtype=np.float32)
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
-        if isinstance(self._sink, io.BytesIO):
-            return self._sink.getvalue()
-        return self._sink.take()
+        with self._using():
+            self._done = True
+            if self._pending.size:
+                self._encode(self._pending)
+                self._pending = np.zeros(0, dtype=np.float32)
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            if isinstance(self._sink, io.BytesIO):
+                return self._sink.getvalue()
+            return self._sink.take()
 
     def close(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._pending = np.zeros(0, dtype=np.float32)
-        # The stream is abandoned; a half-written trailer does not matter.
-        with contextlib.suppress(av.FFmpegError):
-            self._container.close()
+        # Asked first, then tried: a write that is ending either sees the request after
+        # it lets go of the lock, or has let go already and this call takes the lock.
+        self._close_requested = True
+        self._close_if_idle()
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[None]:
+        try:
+            with self._in_use:
+                if self._close_requested:
+                    raise RuntimeError(f"{self.format} encoder closed")
+                self._check_open()
+                yield
+        finally:
+            if self._close_requested:
+                self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if not self._in_use.acquire(blocking=False):
+            return  # the write in progress closes it when it ends (see _using)
+        try:
+            if self._done:
+                return
+            self._done = True
+            self._pending = np.zeros(0, dtype=np.float32)
+            # The stream is abandoned; a half-written trailer does not matter.
+            with contextlib.suppress(av.FFmpegError):
+                self._container.close()
+        finally:
+            self._in_use.release()
 
     def _encode(self, chunk: npt.NDArray[np.float32]) -> None:
         if self._spec.sample_format == "s16":

@@ -80,6 +80,8 @@ def gateway(
 def usage(process: GatewayProcess) -> dict[str, float]:
     assert process.process is not None
     pid = process.process.pid
+    exited = process.process.poll()
+    assert exited is None, f"the gateway exited with {exited}:\n{process.log()}"
     metrics = scrape(process.url)
     return {
         "rss_mb": process.resident_mb(),

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
@@ -271,3 +275,54 @@ def test_rejects_multichannel_input(fmt: str) -> None:
 def test_out_of_range_samples_are_clipped() -> None:
     data = create_encoder("pcm").write(np.array([2.0, -3.0, 0.5, -1.0], dtype=np.float32))
     assert np.frombuffer(data, "<i2").tolist() == [32767, -32767, 16384, -32767]
+
+
+CLOSE_RACE = """
+import random, sys, threading, time
+import numpy as np
+from app.audio.encoders import create_encoder
+
+rng = random.Random(0)
+pcm = (np.sin(np.arange(48_000) / 10) * 0.3).astype(np.float32)
+wrote = closed_after = 0
+for _ in range(ROUNDS):
+    encoder = create_encoder(sys.argv[1])
+    def work():
+        global wrote
+        try:
+            for _ in range(3):
+                encoder.write(pcm)
+                wrote += 1
+            encoder.finalize()
+        except RuntimeError:
+            pass
+    thread = threading.Thread(target=work)
+    thread.start()
+    time.sleep(rng.random() * 0.01)
+    encoder.close()
+    thread.join()
+    try:
+        encoder.write(pcm)
+    except RuntimeError:
+        closed_after += 1
+print(wrote, closed_after)
+"""
+
+
+@pytest.mark.parametrize("fmt", sorted(set(FORMATS) - {"pcm", "wav"}))
+def test_close_while_a_worker_thread_encodes_never_crashes(fmt: str) -> None:
+    """The request's task is cancelled at its await when the client leaves; the thread
+    encoding for it runs on, so `close` comes mid-write. Closing the container there
+    freed what FFmpeg was using: a segfault in libavformat. A child process, so that a
+    crash fails this test instead of killing the run."""
+    rounds = 60
+    script = CLOSE_RACE.replace("ROUNDS", str(rounds))
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script, fmt], cwd=root, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(root), "PYTHONFAULTHANDLER": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    wrote, closed_after = map(int, done.stdout.split())
+    assert closed_after == rounds  # closed for good, whichever side closed it
+    assert 0 < wrote < 3 * rounds  # closes landed both mid-write and between writes
