@@ -3,12 +3,19 @@
 ``create_app`` puts the settings, the metrics and the stream slots there; the
 lifespan adds the `Gateway` once the models are loaded. Each reader takes any connection,
 an HTTP request or a WebSocket.
+
+Routers take them through the ``Current*`` annotations: FastAPI runs a plain ``def``
+dependency in a worker thread, a hop that costs far more than these reads (about 5 % of
+the event loop's time per request in bench/realtime_pacing.py), so each is wrapped in a
+coroutine that runs on the loop.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from app.config import Settings
@@ -20,6 +27,8 @@ if TYPE_CHECKING:  # the API modules below read their state through here
     from app.api.draining import Drain
     from app.api.limits import StreamSlots
     from app.api.metrics import GatewayMetrics
+
+T = TypeVar("T")
 
 
 def settings(request: HTTPConnection) -> Settings:
@@ -64,3 +73,16 @@ def voice_access(request: HTTPConnection) -> VoiceAccess:
     if not isinstance(owner, str):
         return OPEN
     return VoiceAccess(owner=owner, admin=bool(state.get("admin")))
+
+
+def _on_loop(reader: Callable[[HTTPConnection], T]) -> Callable[[HTTPConnection], Awaitable[T]]:
+    async def dependency(request: HTTPConnection) -> T:
+        return reader(request)
+
+    dependency.__name__ = reader.__name__
+    return dependency
+
+
+CurrentSettings = Annotated[Settings, Depends(_on_loop(settings))]
+CurrentGateway = Annotated[Gateway, Depends(_on_loop(gateway))]
+CurrentVoiceAccess = Annotated[VoiceAccess, Depends(_on_loop(voice_access))]

@@ -6,21 +6,17 @@ A debugging aid: it shows what the model would be asked to say for an `input`.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from app.api import deps
 from app.protocol import NormalizeRequest, NormalizeResponse
-from app.service.gateway import Gateway
 
 router = APIRouter(tags=["text"])
 
 
 @router.post("/v1/audio/normalize")
-async def normalize(
-    body: NormalizeRequest, gateway: Annotated[Gateway, Depends(deps.gateway)]
-) -> NormalizeResponse:
+async def normalize(body: NormalizeRequest, gateway: deps.CurrentGateway) -> NormalizeResponse:
     gateway.jobs.check_text(body.input)
     # Pure CPU work, but MAX_INPUT_CHARS may be raised: keep it off the event loop.
     spoken = await asyncio.to_thread(gateway.prepare, body.input, normalize=body.normalize)

@@ -20,7 +20,7 @@ import asyncio
 import functools
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
 from app.api import deps
@@ -30,9 +30,8 @@ from app.audio.pcm import frames_to_seconds
 from app.errors import Forbidden, InvalidRequest, NotFound
 from app.protocol import MAX_VOICES_PAGE, SaveVoiceForm, Text, VoiceDeleted, VoiceInfo, VoiceList
 from app.service.cloning import MIN_GENERATION_TOKENS, REFERENCE_AUDIO, fit_max_tokens, transcript
-from app.service.gateway import Gateway
 from app.service.prompts import sanitize_text
-from app.service.voice_store import SavedVoice, VoiceAccess, quota_exceeded
+from app.service.voice_store import SavedVoice, quota_exceeded
 
 router = APIRouter(tags=["saved voices"])
 
@@ -78,8 +77,8 @@ def _not_found(voice_id: str) -> NotFound:
 )
 async def create_voice(
     request: Request,
-    gateway: Annotated[Gateway, Depends(deps.gateway)],
-    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+    gateway: deps.CurrentGateway,
+    access: deps.CurrentVoiceAccess,
 ) -> VoiceInfo:
     gateway.pipeline.check_capacity()
     quota = gateway.settings.max_voices_per_key or None
@@ -165,8 +164,8 @@ def _needed_transcript(value: str | None, clip_field: str) -> str:
 
 @router.get("/v1/audio/voices")
 async def list_voices(
-    gateway: Annotated[Gateway, Depends(deps.gateway)],
-    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+    gateway: deps.CurrentGateway,
+    access: deps.CurrentVoiceAccess,
     limit: Annotated[int, Query(ge=1, le=MAX_VOICES_PAGE)] = MAX_VOICES_PAGE,
     after: Annotated[
         Text | None, Query(description="id of the last voice of the page before")
@@ -197,8 +196,8 @@ async def list_voices(
 @router.get("/v1/audio/voices/{voice_id}")
 async def get_voice(
     voice_id: str,
-    gateway: Annotated[Gateway, Depends(deps.gateway)],
-    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+    gateway: deps.CurrentGateway,
+    access: deps.CurrentVoiceAccess,
 ) -> VoiceInfo:
     voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
     if voice is None:
@@ -209,8 +208,8 @@ async def get_voice(
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(
     voice_id: str,
-    gateway: Annotated[Gateway, Depends(deps.gateway)],
-    access: Annotated[VoiceAccess, Depends(deps.voice_access)],
+    gateway: deps.CurrentGateway,
+    access: deps.CurrentVoiceAccess,
 ) -> VoiceDeleted:
     voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
     if voice is None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api import deps
 from app.api.responses import AUDIO_RESPONSES, synthesis_response
 from app.protocol import SpeechRequest
-from app.service.gateway import Gateway
 
 router = APIRouter(tags=["speech"])
 
@@ -19,7 +16,7 @@ router = APIRouter(tags=["speech"])
 async def create_speech(
     body: SpeechRequest,
     request: Request,
-    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    gateway: deps.CurrentGateway,
 ) -> Response:
     job = await gateway.speech_job(body, deps.voice_access(request))
     # Streaming, SSE, complete files and admission are shared with /v1/audio/vc.

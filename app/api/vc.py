@@ -9,9 +9,7 @@ so an overloaded gateway answers 503 before doing any reference work.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api import deps
@@ -20,7 +18,6 @@ from app.api.streaming import admit
 from app.api.uploads import openapi_form, read_upload, validate_fields
 from app.protocol import CloneForm
 from app.service.cloning import REFERENCE_AUDIO, transcript
-from app.service.gateway import Gateway
 
 router = APIRouter(tags=["voice cloning"])
 
@@ -39,9 +36,7 @@ _FIELD_DOCS: dict[str, dict[str, object]] = {
     response_model=None,
     openapi_extra=openapi_form([REFERENCE_AUDIO, "reference_text", "generate_text"], _FIELD_DOCS),
 )
-async def clone_voice(
-    request: Request, gateway: Annotated[Gateway, Depends(deps.gateway)]
-) -> Response:
+async def clone_voice(request: Request, gateway: deps.CurrentGateway) -> Response:
     gateway.pipeline.check_capacity()
     lease = admit(request)
     try:

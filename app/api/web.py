@@ -10,16 +10,14 @@ demo's, the sample rate of `pcm`, the sampling defaults).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from app.api import deps
 from app.audio.formats import FORMATS
 from app.audio.pcm import SAMPLE_RATE
-from app.config import Settings
 from app.errors import NotFound
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -91,7 +89,7 @@ def build_router() -> APIRouter:
         return _file(INDEX)
 
     @router.get(CONFIG_PATH)
-    async def config(settings: Annotated[Settings, Depends(deps.settings)]) -> PageConfig:
+    async def config(settings: deps.CurrentSettings) -> PageConfig:
         return PageConfig(
             demo=settings.tts_demo,
             api_key_required=bool(settings.api_keys or settings.api_keys_file),

@@ -39,7 +39,8 @@ class CompletionEvents:
         for data in events:
             if self.error is not None or self.done:
                 break
-            if data.strip() == "[DONE]":
+            # A JSON object starts with "{": only anything else can be the sentinel.
+            if data[:1] != "{" and data.strip() == "[DONE]":
                 self.done = True
                 break
             try:
@@ -66,13 +67,13 @@ class CompletionEvents:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise BackendError("token backend sent malformed JSON", detail=_excerpt(data)) from None
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:
             raise BackendError("token backend sent an unexpected event", detail=_excerpt(data))
         if "error" in chunk:
             raise inband_error(chunk["error"], self._model)
-        usage = _usage(chunk.get("usage"))
+        usage = chunk.get("usage")
         if usage is not None:
-            self.usage = usage
+            self.usage = _usage(usage) or self.usage
         choices = chunk.get("choices")
         if not choices or self.finish is not None:
             return  # the usage-only chunk, or anything after the finish
@@ -89,17 +90,19 @@ class CompletionEvents:
         else:
             delta = choice.get("text")
             ids = self._text.feed(delta) if isinstance(delta, str) else []
-        finish = _finish_reason(choice.get("finish_reason"))
+        finish = choice.get("finish_reason")
         if finish is not None:
+            self.finish = _finish_reason(finish)
             ids.extend(self._text.close())
-            self.finish = finish
         stop = self._stop
-        self.ids.extend(i for i in ids if i not in stop)
+        if len(ids) == 1:  # one token per event, as vLLM streams
+            if ids[0] not in stop:
+                self.ids.append(ids[0])
+        else:
+            self.ids.extend(i for i in ids if i not in stop)
 
 
-def _finish_reason(value: Any) -> FinishReason | None:
-    if value is None:
-        return None
+def _finish_reason(value: Any) -> FinishReason:
     if value == "stop":
         return "stop"
     if value == "length":

@@ -33,36 +33,47 @@ class SSEParser:
         self._data: list[str] = []
         self._data_chars = 0
         self._closed = False
+        self._idle = False
+        """Started, with no partial line, event or character pending: the fast path may run."""
 
     def feed(self, chunk: bytes | str) -> list[str]:
         """Parse a chunk and return the `data` payloads of the events it completed."""
         if self._closed:
             raise SSEError("feed() after close()")
         if isinstance(chunk, bytes):
-            fast = self._whole_data_events(chunk)
-            if fast is not None:
-                return fast
+            if self._idle:
+                fast = self._whole_data_events(chunk)
+                if fast is not None:
+                    return fast
             text = self._decoder.decode(chunk)
         else:
             text = chunk
-        return self._feed_text(text)
-
-    def _whole_data_events(self, chunk: bytes) -> list[str] | None:
-        """The common case, cheaply: with nothing pending, a chunk of whole events that
-        are each one ``data: `` line ending in a blank line (vLLM sends one per token).
-        None when the chunk needs the general parser."""
-        if (
-            not self._started
-            or self._tail
+        events = self._feed_text(text)
+        self._idle = self._started and not (
+            self._tail
             or self._data
             or self._after_cr
             or self._decoder.getstate()[0]  # half a character from the last chunk
-            or not chunk.startswith(b"data: ")
+        )
+        return events
+
+    def _whole_data_events(self, chunk: bytes) -> list[str] | None:
+        """The common case, cheaply: with nothing pending (``_idle``), a chunk of whole
+        events that are each one ``data: `` line ending in a blank line (vLLM sends one per
+        token). None when the chunk needs the general parser."""
+        if (
+            not chunk.startswith(b"data: ")
             or not chunk.endswith(b"\n\n")
             or b"\r" in chunk
             or len(chunk) > self._max
         ):
             return None
+        data = chunk[6:-2]
+        if b"\n" not in data:  # one event, the usual chunk: no split
+            try:
+                return [data.decode()]
+            except UnicodeDecodeError:
+                return None
         events = chunk[:-2].split(b"\n\n")
         if any(not e.startswith(b"data: ") or b"\n" in e for e in events):
             return None

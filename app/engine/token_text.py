@@ -15,6 +15,7 @@ from app.engine.base import NON_TOKEN
 from app.vocab import CUSTOM_TOKEN_BASE
 
 _PREFIX = "<custom_token_"
+_PREFIX_LEN = len(_PREFIX)
 _MAX_DIGITS = 9
 _TOKEN = re.compile(rf"<custom_token_([0-9]{{1,{_MAX_DIGITS}}})>")
 
@@ -51,7 +52,7 @@ class TokenTextParser:
             return []
         if not self._tail and text.startswith(_PREFIX) and text.endswith(">"):
             # vLLM's delta: exactly one token, checked without the regular expression.
-            digits = text[len(_PREFIX) : -1]
+            digits = text[_PREFIX_LEN:-1]
             if 0 < len(digits) <= _MAX_DIGITS and digits.isascii() and digits.isdigit():
                 self._in_junk = False
                 return [CUSTOM_TOKEN_BASE + int(digits)]
