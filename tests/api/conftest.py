@@ -29,17 +29,13 @@ def clone_vllm() -> Iterator[VLLMServer]:
 
 @pytest.fixture
 def vllm(api_vllm: VLLMServer) -> Iterator[VLLMServer]:
-    api_vllm.reset()
-    yield api_vllm
-    api_vllm.reset()
+    yield from api_vllm.fresh()
 
 
 @pytest.fixture
 def clone_backend(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
     """The cloning backend, reset around each test."""
-    clone_vllm.reset()
-    yield clone_vllm
-    clone_vllm.reset()
+    yield from clone_vllm.fresh()
 
 
 def gateway_settings(vllm_url: str, snac_dir: Path, **overrides: object) -> Settings:

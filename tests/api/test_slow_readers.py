@@ -49,9 +49,7 @@ def url(backend: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
 
 @pytest.fixture
 def vllm(backend: VLLMServer) -> Iterator[VLLMServer]:
-    backend.reset()
-    yield backend
-    backend.reset()
+    yield from backend.fresh()
 
 
 def open_stream(url: str, body: dict[str, object], *, rcvbuf: int = 4096) -> socket.socket:
