@@ -17,7 +17,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,14 +66,9 @@ async def run(url: str, rounds: int) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=82.0)
-    parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
+    rp.add_rounds_options(parser)
     args = parser.parse_args()
-    from app.demo.random_snac import write_random_snac
-
-    snac = write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=args.codec == "tiny")
-    with rp.paced_gateway(args.rate, snac) as gateway:
+    with rp.paced_gateway(args.rate, rp.random_snac(args.codec)) as gateway:
         results = asyncio.run(run(gateway.url, args.rounds))
     print(
         f"# {platform.node()} {os.cpu_count()} CPUs, codec {args.codec}, {args.rate:g} tokens/s, "
@@ -82,7 +76,7 @@ def main() -> None:
     )
     for kind, values in results.items():
         ms = sorted(v * 1000 for v in values)
-        p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
+        p90 = rp.pct(ms, 90)
         print(
             f"{kind:>5}: TTFA p50 {statistics.median(ms):6.0f} ms  p90 {p90:6.0f} ms  n={len(ms)}"
         )

@@ -205,6 +205,21 @@ def paced_gateway(
             gateway.process.wait(30)
 
 
+def random_snac(codec: str) -> Path:
+    """A random-weight SNAC in a fresh temporary folder: ``tiny``, or the ``real`` one's shape."""
+    from app.demo.random_snac import write_random_snac
+
+    return write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=codec == "tiny")
+
+
+def add_rounds_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a bench that times ``--rounds`` of requests against `paced_gateway`
+    (``--rate``) and `random_snac` (``--codec``)."""
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=82.0)
+    parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
+
+
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds by thread kind: the main thread (event loop), the codec worker, the rest."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -343,9 +358,7 @@ def main() -> None:
         asyncio.run(_serve_backend(args.serve_backend, args.rate, args.frames))
         return
 
-    from app.demo.random_snac import write_random_snac
-
-    snac_dir = write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=args.codec == "tiny")
+    snac_dir = random_snac(args.codec)
     extra = dict(item.split("=", 1) for item in args.env)
     machine = f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"# {machine}, codec {args.codec}, {args.frames} frames/stream, "

@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -122,15 +121,10 @@ async def run(url: str, rounds: int, words_per_second: float) -> dict[str, list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=82.0)
-    parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
+    rp.add_rounds_options(parser)
     parser.add_argument("--words-per-second", type=float, default=40.0)
     args = parser.parse_args()
-    from app.demo.random_snac import write_random_snac
-
-    snac = write_random_snac(Path(tempfile.mkdtemp()) / "snac", tiny=args.codec == "tiny")
-    with rp.paced_gateway(args.rate, snac) as gateway:
+    with rp.paced_gateway(args.rate, rp.random_snac(args.codec)) as gateway:
         results = asyncio.run(run(gateway.url, args.rounds, args.words_per_second))
     print(
         f"# {platform.node()} {os.cpu_count()} CPUs, codec {args.codec}, {args.rate:g} tokens/s, "
@@ -141,7 +135,7 @@ def main() -> None:
         row = f"{kind:>8}:"
         for column, label in ((0, "after the sentence"), (1, "after the first word")):
             ms = sorted(v[column] * 1000 for v in values)
-            p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
+            p90 = rp.pct(ms, 90)
             medians.setdefault(kind, []).append(statistics.median(ms))
             row += f"  {label}: p50 {medians[kind][-1]:6.0f} ms p90 {p90:6.0f} ms"
         print(f"{row}  n={len(values)}")

@@ -28,8 +28,7 @@ import pytest
 import yaml
 
 from app.config import Settings
-from app.demo.random_snac import write_random_snac
-from tests.support.gateway import running_gateway
+from tests.support.gateway import gateway_with_test_backend
 from tests.support.vllm_server import VLLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,18 +348,8 @@ def test_dockerfile_healthcheck_probes_the_real_gateway(tmp_path: Path) -> None:
     (check,) = [i for i in dockerfile()[-1] if i.keyword == "HEALTHCHECK"]
     probe = exec_form(check)
     assert probe[0] == "python"
-    # Wired as in docker-compose.yaml: tokens from a vLLM-compatible server, SNAC in-process.
-    with VLLMServer() as backend:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            tts_api=backend.url,
-            model_name=backend.model,
-            snac_model=str(write_random_snac(tmp_path / "snac")),
-            device="cpu",
-            data_dir=tmp_path,
-        )
-        with running_gateway(settings) as url:
-            assert run_probe(probe, env={"PORT": str(urlsplit(url).port)}) == 0
+    with gateway_with_test_backend(tmp_path) as url:
+        assert run_probe(probe, env={"PORT": str(urlsplit(url).port)}) == 0
     assert run_probe(probe, env={"PORT": str(closed_port())}) != 0
 
 

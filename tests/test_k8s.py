@@ -23,10 +23,7 @@ import pytest
 import yaml
 
 from app.api.draining import ABORT_WAIT_SECONDS
-from app.config import Settings
-from app.demo.random_snac import write_random_snac
-from tests.support.gateway import running_gateway
-from tests.support.vllm_server import VLLMServer
+from tests.support.gateway import gateway_with_test_backend
 from tests.test_deployment import SETTING_NAMES, dockerfile, env_of, settings_from
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,19 +302,10 @@ def test_the_probe_paths_answer_on_a_live_gateway(tmp_path: Path) -> None:
     main = container(gateway(overlay("gpu")))
     paths = {main[kind]["httpGet"]["path"] for kind in ("startupProbe", "livenessProbe",
                                                         "readinessProbe")}  # fmt: skip
-    with VLLMServer() as backend:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            tts_api=backend.url,
-            model_name=backend.model,
-            snac_model=str(write_random_snac(tmp_path / "snac")),
-            device="cpu",
-            data_dir=tmp_path,
-        )
-        with running_gateway(settings) as url:
-            assert {path: httpx.get(url + path, timeout=10).status_code for path in paths} == {
-                path: 200 for path in paths
-            }
+    with gateway_with_test_backend(tmp_path) as url:
+        assert {path: httpx.get(url + path, timeout=10).status_code for path in paths} == {
+            path: 200 for path in paths
+        }
 
 
 def test_kubernetes_examples_in_the_docs_follow_the_schemas() -> None:

@@ -20,7 +20,7 @@ import asyncio
 import functools
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 
 from app.api import deps
@@ -193,29 +193,31 @@ async def list_voices(
     )
 
 
-@router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(
+async def saved_voice(
     voice_id: str,
     gateway: deps.CurrentGateway,
     access: deps.CurrentVoiceAccess,
-) -> VoiceInfo:
+) -> SavedVoice:
+    """The saved voice the path names, if `access` may see it; 404 otherwise."""
     voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
     if voice is None:
         raise _not_found(voice_id)
+    return voice
+
+
+@router.get("/v1/audio/voices/{voice_id}")
+async def get_voice(voice: Annotated[SavedVoice, Depends(saved_voice)]) -> VoiceInfo:
     return voice_info(voice)
 
 
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(
-    voice_id: str,
+    voice: Annotated[SavedVoice, Depends(saved_voice)],
     gateway: deps.CurrentGateway,
     access: deps.CurrentVoiceAccess,
 ) -> VoiceDeleted:
-    voice = await asyncio.to_thread(gateway.store.get, voice_id, access)
-    if voice is None:
-        raise _not_found(voice_id)
     if not voice.deletable_by(access):
         raise Forbidden("Only an admin key may delete a shared voice.", param="voice_id")
-    if not await asyncio.to_thread(gateway.store.delete, voice_id):
-        raise _not_found(voice_id)
-    return VoiceDeleted(id=voice_id)
+    if not await asyncio.to_thread(gateway.store.delete, voice.id):
+        raise _not_found(voice.id)
+    return VoiceDeleted(id=voice.id)

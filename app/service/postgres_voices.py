@@ -18,21 +18,16 @@ from typing import Any, Final
 import psycopg
 import psycopg_pool
 
-from app.service.cloning import VoiceReference
 from app.service.voice_store import (
-    COLUMNS,
-    OPEN,
+    NewVoice,
     SavedVoice,
-    VoiceAccess,
+    VoiceStore,
     VoiceStoreUnavailable,
     describe_url,
     insert_sql,
-    name_key,
     name_taken,
-    new_voice,
     quota_exceeded,
     rekeyed,
-    unpack_reference,
 )
 
 Connection = psycopg.Connection[Any]
@@ -78,7 +73,12 @@ _QUOTA_LOCKS: Final = 0x766F  # the class of the per-owner locks of quota checks
 _WAIT_SECONDS: Final = 5.0
 
 
-class PostgresVoiceStore:
+class PostgresVoiceStore(VoiceStore):
+    placeholder = "%s"
+    everyone_sees = "TRUE"
+    owner_sees = "(shared OR owner = %s)"
+    no_limit = None  # LIMIT NULL
+
     def __init__(self, url: str, *, max_connections: int = 8) -> None:
         self.url = url
         self._pool = psycopg_pool.ConnectionPool(
@@ -150,18 +150,16 @@ class PostgresVoiceStore:
             self._pool.close()
             self._opened = False
 
-    def create(
-        self,
-        name: str,
-        reference: VoiceReference,
-        description: str = "",
-        consent: str = "",
-        *,
-        owner: str | None = None,
-        shared: bool = True,
-        quota: int | None = None,
-    ) -> SavedVoice:
-        new = new_voice(name, reference, description, consent, owner, shared)
+    def count(self, owner: str | None) -> int:
+        with self._tx() as conn:
+            return _count(conn, owner)
+
+    def delete(self, voice_id: str) -> bool:
+        with self._tx() as conn:
+            cursor = conn.execute("DELETE FROM voices WHERE id = %s", (voice_id,))
+            return cursor.rowcount > 0
+
+    def _insert(self, new: NewVoice, quota: int | None) -> None:
         try:
             with self._tx() as conn:
                 if quota is not None:
@@ -169,77 +167,20 @@ class PostgresVoiceStore:
                     # so two cannot both slip under the quota.
                     conn.execute(
                         "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(%s, '')))",
-                        (_QUOTA_LOCKS, owner),
+                        (_QUOTA_LOCKS, new.voice.owner),
                     )
-                    if _count(conn, owner) >= quota:
+                    if _count(conn, new.voice.owner) >= quota:
                         raise quota_exceeded(quota)
                 conn.execute(insert_sql("%s"), new.row())
         except psycopg.errors.UniqueViolation as exc:
-            raise name_taken(name) from exc
-        return new.voice
+            raise name_taken(new.voice.name) from exc
 
-    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
-        return self._one("id = %s", (voice_id,), access)
-
-    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
-        found = self._one("id = %s", (key,), access)
-        for namespace in access.namespaces():
-            found = found or self._one(
-                "namespace = %s AND name_key = %s", (namespace, name_key(key)), access
-            )
-        return found
-
-    def count(self, owner: str | None) -> int:
+    def _select(self, sql: str, values: tuple[object, ...]) -> builtins.list[tuple[Any, ...]]:
         with self._tx() as conn:
-            return _count(conn, owner)
+            return conn.execute(sql, values).fetchall()
 
-    def reference(self, voice: SavedVoice) -> VoiceReference:
-        with self._tx() as conn:
-            row = conn.execute(
-                "SELECT codes, frames FROM voices WHERE id = %s", (voice.id,)
-            ).fetchone()
-        if row is None:
-            raise LookupError(voice.id)
-        return unpack_reference(voice, bytes(row[0]), row[1])
-
-    def delete(self, voice_id: str) -> bool:
-        with self._tx() as conn:
-            cursor = conn.execute("DELETE FROM voices WHERE id = %s", (voice_id,))
-            return cursor.rowcount > 0
-
-    def list(
-        self,
-        access: VoiceAccess = OPEN,
-        *,
-        after: SavedVoice | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[SavedVoice]:
-        where, values = _visible(access)
-        if after is not None:
-            where += " AND (created_at, id) > (%s, %s)"
-            values += (after.created_at, after.id)
-        with self._tx() as conn:
-            rows = conn.execute(
-                f"SELECT {COLUMNS} FROM voices WHERE {where} ORDER BY created_at, id LIMIT %s",
-                (*values, limit),  # LIMIT NULL: no limit
-            )
-            return [SavedVoice(*row) for row in rows.fetchall()]
-
-    def _one(
-        self, where: str, values: tuple[object, ...], access: VoiceAccess
-    ) -> SavedVoice | None:
-        visible, more = _visible(access)
-        with self._tx() as conn:
-            row = conn.execute(
-                f"SELECT {COLUMNS} FROM voices WHERE {where} AND {visible}", values + more
-            ).fetchone()
-        return SavedVoice(*row) if row is not None else None
-
-
-def _visible(access: VoiceAccess) -> tuple[str, tuple[object, ...]]:
-    if access.sees_all:
-        return "TRUE", ()
-    return "(shared OR owner = %s)", (access.owner,)
+    def _after(self, voice: SavedVoice) -> tuple[str, tuple[object, ...]]:
+        return "(created_at, id) > (%s, %s)", (voice.created_at, voice.id)
 
 
 def _count(conn: Connection, owner: str | None) -> int:

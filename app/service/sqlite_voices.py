@@ -15,21 +15,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from app.service.cloning import VoiceReference
 from app.service.voice_store import (
-    COLUMNS,
-    OPEN,
+    NewVoice,
     SavedVoice,
-    VoiceAccess,
+    VoiceStore,
     insert_sql,
     name_key,
     name_taken,
-    new_voice,
     quota_exceeded,
     rekeyed,
-    unpack_reference,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +75,12 @@ _V4_INDEXES: Final = (
 SCHEMA_VERSION: Final = 4
 
 
-class SqliteVoiceStore:
+class SqliteVoiceStore(VoiceStore):
+    placeholder = "?"
+    everyone_sees = "1"
+    owner_sees = "(shared = 1 OR owner = ?)"
+    no_limit = -1
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
@@ -117,56 +118,9 @@ class SqliteVoiceStore:
                 self._conn.close()
                 self._conn = None
 
-    def create(
-        self,
-        name: str,
-        reference: VoiceReference,
-        description: str = "",
-        consent: str = "",
-        *,
-        owner: str | None = None,
-        shared: bool = True,
-        quota: int | None = None,
-    ) -> SavedVoice:
-        new = new_voice(name, reference, description, consent, owner, shared)
-        with self._db(create=True) as conn:
-            assert conn is not None
-            try:
-                # The count and the insert in one write transaction: concurrent saves of
-                # one key cannot both slip under its quota.
-                with transaction(conn):
-                    if quota is not None and _count(conn, owner) >= quota:
-                        raise quota_exceeded(quota)
-                    conn.execute(insert_sql("?"), new.row())
-            except sqlite3.IntegrityError as exc:
-                raise name_taken(name) from exc
-        return new.voice
-
-    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
-        return self._one("id = ?", (voice_id,), access)
-
-    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
-        found = self._one("id = ?", (key,), access)
-        for namespace in access.namespaces():
-            found = found or self._one(
-                "namespace = ? AND name_key = ?", (namespace, name_key(key)), access
-            )
-        return found
-
     def count(self, owner: str | None) -> int:
         with self._db(create=False) as conn:
             return 0 if conn is None else _count(conn, owner)
-
-    def reference(self, voice: SavedVoice) -> VoiceReference:
-        with self._db(create=False) as conn:
-            row = None
-            if conn is not None:
-                row = conn.execute(
-                    "SELECT codes, frames FROM voices WHERE id = ?", (voice.id,)
-                ).fetchone()
-        if row is None:
-            raise LookupError(voice.id)
-        return unpack_reference(voice, row[0], row[1])
 
     def delete(self, voice_id: str) -> bool:
         with self._db(create=False) as conn:
@@ -176,44 +130,26 @@ class SqliteVoiceStore:
                 cursor = conn.execute("DELETE FROM voices WHERE id = ?", (voice_id,))
             return cursor.rowcount > 0
 
-    def list(
-        self,
-        access: VoiceAccess = OPEN,
-        *,
-        after: SavedVoice | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[SavedVoice]:
-        where, values = _visible(access)
-        if after is not None:
-            where += " AND (created_at > ? OR (created_at = ? AND id > ?))"
-            values += (after.created_at, after.created_at, after.id)
-        values += (-1 if limit is None else limit,)  # LIMIT -1: no limit
+    def _insert(self, new: NewVoice, quota: int | None) -> None:
+        with self._db(create=True) as conn:
+            assert conn is not None
+            try:
+                # The count and the insert in one write transaction: concurrent saves of
+                # one key cannot both slip under its quota.
+                with transaction(conn):
+                    if quota is not None and _count(conn, new.voice.owner) >= quota:
+                        raise quota_exceeded(quota)
+                    conn.execute(insert_sql("?"), new.row())
+            except sqlite3.IntegrityError as exc:
+                raise name_taken(new.voice.name) from exc
+
+    def _select(self, sql: str, values: tuple[object, ...]) -> builtins.list[tuple[Any, ...]]:
         with self._db(create=False) as conn:
-            if conn is None:
-                return []
-            rows = conn.execute(
-                f"SELECT {COLUMNS} FROM voices WHERE {where} ORDER BY created_at, id LIMIT ?",
-                values,
-            )
-            return [SavedVoice(*row) for row in rows.fetchall()]
+            return [] if conn is None else conn.execute(sql, values).fetchall()
 
-    def _one(
-        self, where: str, values: tuple[object, ...], access: VoiceAccess
-    ) -> SavedVoice | None:
-        visible, more = _visible(access)
-        with self._db(create=False) as conn:
-            if conn is None:
-                return None
-            row = conn.execute(
-                f"SELECT {COLUMNS} FROM voices WHERE {where} AND {visible}", values + more
-            ).fetchone()
-        return SavedVoice(*row) if row is not None else None
-
-
-def _visible(access: VoiceAccess) -> tuple[str, tuple[object, ...]]:
-    if access.sees_all:
-        return "1", ()
-    return "(shared = 1 OR owner = ?)", (access.owner,)
+    def _after(self, voice: SavedVoice) -> tuple[str, tuple[object, ...]]:
+        where = "(created_at > ? OR (created_at = ? AND id > ?))"
+        return where, (voice.created_at, voice.created_at, voice.id)
 
 
 def _count(conn: sqlite3.Connection, owner: str | None) -> int:

@@ -22,10 +22,11 @@ import builtins
 import secrets
 import time
 import unicodedata
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -114,59 +115,6 @@ class SavedVoice:
         return access.sees_all or (self.owner is not None and self.owner == access.owner)
 
 
-class VoiceStore(Protocol):
-    def migrate(self) -> None:
-        """Create or upgrade the schema (idempotent; safe from several replicas at once)."""
-        ...
-
-    def create(
-        self,
-        name: str,
-        reference: VoiceReference,
-        description: str = "",
-        consent: str = "",
-        *,
-        owner: str | None = None,
-        shared: bool = True,
-        quota: int | None = None,
-    ) -> SavedVoice:
-        """Store a voice of `owner` (None: nobody's, so shared); `VoiceNameTaken` (409) when
-        its namespace has the name in any case, `VoiceQuotaExceeded` (403) when `owner`
-        has `quota` voices already."""
-        ...
-
-    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
-        """The voice with that id, if `access` may see it."""
-        ...
-
-    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
-        """The visible voice with id `key`, else the one named `key` (folded) in the
-        caller's namespace, else among the shared ones."""
-        ...
-
-    def count(self, owner: str | None) -> int:
-        """How many voices `owner` has saved (None: the ownerless ones)."""
-        ...
-
-    def reference(self, voice: SavedVoice) -> VoiceReference:
-        """The stored frames of `voice`; `LookupError` if it was deleted meanwhile."""
-        ...
-
-    def delete(self, voice_id: str) -> bool: ...
-
-    def close(self) -> None: ...
-
-    def list(
-        self,
-        access: VoiceAccess = OPEN,
-        *,
-        after: SavedVoice | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[SavedVoice]:
-        """The voices `access` sees, oldest first; those after `after`, at most `limit`."""
-        ...
-
-
 def name_key(name: str) -> str:
     """What uniqueness and lookups compare: Unicode compatibility caseless matching
     (Unicode D146), so `ÉMILE` = `émile` = `e` + U+0301 `mile`, `ΣΑΣ` = `σας`, `ﬁle` = `FILE`."""
@@ -242,6 +190,121 @@ def new_voice(
 def unpack_reference(voice: SavedVoice, codes: bytes, frames: int) -> VoiceReference:
     array = np.frombuffer(codes, dtype="<u2").astype(np.int64)
     return VoiceReference(text=voice.reference_text, frames=array.reshape(frames, TOKENS_PER_FRAME))
+
+
+class VoiceStore(ABC):
+    """The interface every store implements, and the SQL both stores share: a store
+    supplies its driver's dialect (placeholder, visibility, paging), its reads
+    (`_select`) and its write transaction (`_insert`)."""
+
+    placeholder: ClassVar[str]  # the driver's query parameter: `?`, `%s`
+    everyone_sees: ClassVar[str]  # the condition an admin's or an open gateway's view has
+    owner_sees: ClassVar[str]  # a key's: shared rows, or the one `owner` parameter's
+    no_limit: ClassVar[int | None]  # the LIMIT value that returns every row
+
+    @abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent; safe from several replicas at once)."""
+
+    def create(
+        self,
+        name: str,
+        reference: VoiceReference,
+        description: str = "",
+        consent: str = "",
+        *,
+        owner: str | None = None,
+        shared: bool = True,
+        quota: int | None = None,
+    ) -> SavedVoice:
+        """Store a voice of `owner` (None: nobody's, so shared); `VoiceNameTaken` (409) when
+        its namespace has the name in any case, `VoiceQuotaExceeded` (403) when `owner`
+        has `quota` voices already."""
+        new = new_voice(name, reference, description, consent, owner, shared)
+        self._insert(new, quota)
+        return new.voice
+
+    def get(self, voice_id: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        """The voice with that id, if `access` may see it."""
+        return self._one(f"id = {self.placeholder}", (voice_id,), access)
+
+    def find(self, key: str, access: VoiceAccess = OPEN) -> SavedVoice | None:
+        """The visible voice with id `key`, else the one named `key` (folded) in the
+        caller's namespace, else among the shared ones."""
+        p = self.placeholder
+        found = self.get(key, access)
+        for namespace in access.namespaces():
+            found = found or self._one(
+                f"namespace = {p} AND name_key = {p}", (namespace, name_key(key)), access
+            )
+        return found
+
+    @abstractmethod
+    def count(self, owner: str | None) -> int:
+        """How many voices `owner` has saved (None: the ownerless ones)."""
+
+    def reference(self, voice: SavedVoice) -> VoiceReference:
+        """The stored frames of `voice`; `LookupError` if it was deleted meanwhile."""
+        rows = self._select(
+            f"SELECT codes, frames FROM voices WHERE id = {self.placeholder}", (voice.id,)
+        )
+        if not rows:
+            raise LookupError(voice.id)
+        codes, frames = rows[0]
+        return unpack_reference(voice, bytes(codes), frames)
+
+    @abstractmethod
+    def delete(self, voice_id: str) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def list(
+        self,
+        access: VoiceAccess = OPEN,
+        *,
+        after: SavedVoice | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[SavedVoice]:
+        """The voices `access` sees, oldest first; those after `after`, at most `limit`."""
+        where, values = self._visible(access)
+        if after is not None:
+            later, more = self._after(after)
+            where, values = f"{where} AND {later}", values + more
+        values += (self.no_limit if limit is None else limit,)
+        rows = self._select(
+            f"SELECT {COLUMNS} FROM voices WHERE {where} "
+            f"ORDER BY created_at, id LIMIT {self.placeholder}",
+            values,
+        )
+        return [SavedVoice(*row) for row in rows]
+
+    @abstractmethod
+    def _insert(self, new: NewVoice, quota: int | None) -> None:
+        """Insert `new` in one transaction, after checking its owner's `quota`;
+        `VoiceNameTaken` when its namespace has the name already."""
+
+    @abstractmethod
+    def _select(self, sql: str, values: tuple[object, ...]) -> builtins.list[tuple[Any, ...]]:
+        """The rows of one query (none when there is no database yet)."""
+
+    @abstractmethod
+    def _after(self, voice: SavedVoice) -> tuple[str, tuple[object, ...]]:
+        """The condition for rows after `voice` in (created_at, id) order."""
+
+    def _visible(self, access: VoiceAccess) -> tuple[str, tuple[object, ...]]:
+        if access.sees_all:
+            return self.everyone_sees, ()
+        return self.owner_sees, (access.owner,)
+
+    def _one(
+        self, where: str, values: tuple[object, ...], access: VoiceAccess
+    ) -> SavedVoice | None:
+        visible, more = self._visible(access)
+        rows = self._select(
+            f"SELECT {COLUMNS} FROM voices WHERE {where} AND {visible}", values + more
+        )
+        return SavedVoice(*rows[0]) if rows else None
 
 
 def name_taken(name: str) -> VoiceNameTaken:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -28,17 +29,13 @@ def clone_vllm() -> Iterator[VLLMServer]:
 
 @pytest.fixture
 def vllm(api_vllm: VLLMServer) -> Iterator[VLLMServer]:
-    api_vllm.reset()
-    yield api_vllm
-    api_vllm.reset()
+    yield from api_vllm.fresh()
 
 
 @pytest.fixture
 def clone_backend(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
     """The cloning backend, reset around each test."""
-    clone_vllm.reset()
-    yield clone_vllm
-    clone_vllm.reset()
+    yield from clone_vllm.fresh()
 
 
 def gateway_settings(vllm_url: str, snac_dir: Path, **overrides: object) -> Settings:
@@ -60,3 +57,23 @@ def gateway_settings(vllm_url: str, snac_dir: Path, **overrides: object) -> Sett
 def gateway_url(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
     with running_gateway(gateway_settings(api_vllm.url, tiny_snac_dir)) as url:
         yield url
+
+
+GatewayStarter = Callable[..., str]
+"""``start(backend, **overrides)``: the URL of a gateway started on ``backend``."""
+
+
+@pytest.fixture(scope="module")
+def module_gateway(
+    tiny_snac_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayStarter]:
+    """Starts a test module's own gateways (`gateway_settings` plus overrides), each
+    saving voices in a fresh DATA_DIR; they stop when the module's tests are done."""
+    with ExitStack() as running:
+
+        def start(backend: VLLMServer, **overrides: object) -> str:
+            data_dir = tmp_path_factory.mktemp("data")
+            settings = gateway_settings(backend.url, tiny_snac_dir, data_dir=data_dir, **overrides)
+            return running.enter_context(running_gateway(settings))
+
+        yield start

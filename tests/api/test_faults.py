@@ -11,14 +11,13 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from app.audio.pcm import SAMPLES_PER_FRAME
-from tests.api.conftest import gateway_settings
+from tests.api.conftest import GatewayStarter, gateway_settings
 from tests.support.gateway import running_gateway
 from tests.support.metrics import scrape, wait_idle
 from tests.support.vllm_server import (
@@ -36,15 +35,10 @@ SPEECH = {"model": "tts-1", "voice": "tara", "input": "Hello there."}
 
 
 @pytest.fixture(scope="module")
-def faulty_gateway(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
-    settings = gateway_settings(
-        api_vllm.url,
-        tiny_snac_dir,
-        first_token_timeout=FIRST_TOKEN_TIMEOUT,
-        inter_token_timeout=INTER_TOKEN_TIMEOUT,
+def faulty_gateway(api_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(
+        api_vllm, first_token_timeout=FIRST_TOKEN_TIMEOUT, inter_token_timeout=INTER_TOKEN_TIMEOUT
     )
-    with running_gateway(settings) as url:
-        yield url
 
 
 def speech(url: str, timeout: float = 10.0, **fields: object) -> httpx.Response:

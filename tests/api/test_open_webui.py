@@ -8,27 +8,18 @@ and reads `data["models"]` (both without an API key), then posts `{"input", "voi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.api.conftest import gateway_settings
+from tests.api.conftest import GatewayStarter
 from tests.support.audio import decode_audio
 from tests.support.clips import chirp, encode_clip
-from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer
 
 
 @pytest.fixture(scope="module")
-def base(
-    clone_vllm: VLLMServer, tiny_snac_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("webui-voices")
-    settings = gateway_settings(clone_vllm.url, tiny_snac_dir, data_dir=data_dir)
-    with running_gateway(settings) as url:
-        yield f"{url}/v1"
+def base(clone_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return f"{module_gateway(clone_vllm)}/v1"
 
 
 @pytest.fixture(scope="module")

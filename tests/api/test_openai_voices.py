@@ -4,17 +4,13 @@ Orpheus needs, and no retries of a taken name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import openai
 import pytest
 
 from app.audio.pcm import SAMPLES_PER_FRAME
-from tests.api.conftest import gateway_settings
+from tests.api.conftest import GatewayStarter
 from tests.support.clips import chirp, encode_clip
-from tests.support.gateway import running_gateway
 from tests.support.metrics import scrape
 from tests.support.vllm_server import VLLMServer
 
@@ -23,14 +19,8 @@ FRAMES = 12
 
 
 @pytest.fixture(scope="module")
-def url(
-    clone_vllm: VLLMServer, tiny_snac_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = gateway_settings(
-        clone_vllm.url, tiny_snac_dir, data_dir=tmp_path_factory.mktemp("sdk-voices")
-    )
-    with running_gateway(settings) as base:
-        yield base
+def url(clone_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(clone_vllm)
 
 
 def sample(seed: float = 220.0) -> tuple[str, bytes, str]:

@@ -26,11 +26,9 @@ REF_TEXT = "This is my voice."
 
 
 @pytest.fixture
-def vllm(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
-    """The cloning backend, reset around each test (see conftest.clone_vllm)."""
-    clone_vllm.reset()
-    yield clone_vllm
-    clone_vllm.reset()
+def vllm(clone_backend: VLLMServer) -> VLLMServer:
+    """This module's backend: the cloning one, reset around each test."""
+    return clone_backend
 
 
 def settings_for(vllm: VLLMServer, snac: Path, data_dir: Path, **extra: object) -> Settings:

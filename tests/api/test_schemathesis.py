@@ -5,34 +5,20 @@ A bounded number of examples per operation keeps the file fast on 2 cores (CI).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.api.conftest import gateway_settings
-from tests.support.gateway import running_gateway
+from tests.api.conftest import GatewayStarter
 from tests.support.vllm_server import VLLMServer
 
 MAX_EXAMPLES = 15
 
 
 @pytest.fixture(scope="module")
-def fuzzed_gateway(
-    api_vllm: VLLMServer, tiny_snac_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings_ = gateway_settings(
-        api_vllm.url,
-        tiny_snac_dir,
-        data_dir=tmp_path_factory.mktemp("fuzz-data"),
-        max_input_chars=200,
-        default_max_tokens=7 * 8,
-    )
-    with running_gateway(settings_) as url:
-        yield url
+def fuzzed_gateway(api_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(api_vllm, max_input_chars=200, default_max_tokens=7 * 8)
 
 
 def test_no_input_makes_a_server_error(fuzzed_gateway: str) -> None:

@@ -9,13 +9,11 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
-from tests.api.conftest import gateway_settings
-from tests.support.gateway import running_gateway
+from tests.api.conftest import GatewayStarter
 from tests.support.metrics import scrape
 from tests.support.vllm_server import Script, VLLMServer
 
@@ -35,23 +33,18 @@ def backend() -> Iterator[VLLMServer]:
 
 
 @pytest.fixture(scope="module")
-def url(backend: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
-    settings = gateway_settings(
-        backend.url,
-        tiny_snac_dir,
+def url(backend: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(
+        backend,
         client_stall_timeout=STALL,
         max_concurrent_streams=2,
         max_model_len=1_000_000,  # room in the context for LONG
     )
-    with running_gateway(settings) as base:
-        yield base
 
 
 @pytest.fixture
 def vllm(backend: VLLMServer) -> Iterator[VLLMServer]:
-    backend.reset()
-    yield backend
-    backend.reset()
+    yield from backend.fresh()
 
 
 def open_stream(url: str, body: dict[str, object], *, rcvbuf: int = 4096) -> socket.socket:

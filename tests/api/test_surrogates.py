@@ -9,15 +9,12 @@ Starlette decodes field values with.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.api.conftest import gateway_settings
+from tests.api.conftest import GatewayStarter
 from tests.support.clips import chirp, encode_clip
-from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer
 
 LONE = "hi \ud800 there"
@@ -25,14 +22,8 @@ SPEECH = {"model": "tts-1", "voice": "tara", "input": "Hello.", "response_format
 
 
 @pytest.fixture(scope="module")
-def url(
-    clone_vllm: VLLMServer, tiny_snac_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = gateway_settings(
-        clone_vllm.url, tiny_snac_dir, data_dir=tmp_path_factory.mktemp("cs_data")
-    )
-    with running_gateway(settings) as base:
-        yield base
+def url(clone_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(clone_vllm)
 
 
 def post_json(url: str, path: str, body: dict[str, object]) -> httpx.Response:

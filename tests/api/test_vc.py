@@ -8,7 +8,6 @@ import json
 import re
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,10 +20,9 @@ from app.codec.snac import SnacCodec
 from app.codec.tokens import FrameAssembler, frames_to_token_ids
 from app.service.cloning import estimate_text_tokens
 from app.vocab import CUSTOM_TOKEN_BASE
-from tests.api.conftest import gateway_settings
+from tests.api.conftest import GatewayStarter
 from tests.support.audio import decode_audio
 from tests.support.clips import chirp, encode_clip
-from tests.support.gateway import running_gateway
 from tests.support.vllm_server import VLLMServer
 
 MAX_UPLOAD = 200_000
@@ -34,27 +32,19 @@ REF_TEXT = "The quick brown fox jumps."
 
 
 @pytest.fixture
-def vllm(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
-    """The cloning backend, reset around each test (see conftest.clone_vllm)."""
-    clone_vllm.reset()
-    yield clone_vllm
-    clone_vllm.reset()
+def vllm(clone_backend: VLLMServer) -> VLLMServer:
+    """This module's backend: the cloning one, reset around each test."""
+    return clone_backend
 
 
 @pytest.fixture(scope="module")
-def url(
-    clone_vllm: VLLMServer, tiny_snac_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    settings = gateway_settings(
-        clone_vllm.url,
-        tiny_snac_dir,
-        data_dir=tmp_path_factory.mktemp("vc_data"),
+def url(clone_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(
+        clone_vllm,
         max_upload_bytes=MAX_UPLOAD,
         min_reference_seconds=LIMITS.min_seconds,
         max_reference_seconds=LIMITS.max_seconds,
     )
-    with running_gateway(settings) as base:
-        yield base
 
 
 def clip(seconds: float = 2.0, fmt: str = "wav", *, silence: float = 0.5) -> bytes:

@@ -47,10 +47,9 @@ def url(
 
 
 @pytest.fixture
-def vllm(clone_vllm: VLLMServer) -> Iterator[VLLMServer]:
-    clone_vllm.reset()
-    yield clone_vllm
-    clone_vllm.reset()
+def vllm(clone_backend: VLLMServer) -> VLLMServer:
+    """This module's backend: the cloning one, reset around each test."""
+    return clone_backend
 
 
 def auth(who: str) -> dict[str, str]:

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.api.conftest import gateway_settings
-from tests.support.gateway import running_gateway
+from tests.api.conftest import GatewayStarter
 from tests.support.gateway_process import GatewayProcess, backend_env
 from tests.support.metrics import wait_idle
 from tests.support.vllm_server import Script, VLLMServer
@@ -33,16 +32,13 @@ def backend() -> Iterator[VLLMServer]:
 
 
 @pytest.fixture(scope="module")
-def base(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
-    settings = gateway_settings(
-        api_vllm.url,
-        tiny_snac_dir,
+def base(api_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(
+        api_vllm,
         ws_send_timeout_seconds=2.0,
         ws_idle_timeout_seconds=1.0,
         ws_keepalive_seconds=0.3,
     )
-    with running_gateway(settings) as url:
-        yield url
 
 
 def whole_budget(body: dict[str, Any]) -> Script:
@@ -115,12 +111,8 @@ async def test_a_client_keepalive_and_work_keep_the_session_open(
 
 
 @pytest.fixture(scope="module")
-def one_slot(api_vllm: VLLMServer, tiny_snac_dir: Path) -> Iterator[str]:
-    settings = gateway_settings(
-        api_vllm.url, tiny_snac_dir, max_concurrent_streams=1, rate_limit_per_minute=4
-    )
-    with running_gateway(settings) as url:
-        yield url
+def one_slot(api_vllm: VLLMServer, module_gateway: GatewayStarter) -> str:
+    return module_gateway(api_vllm, max_concurrent_streams=1, rate_limit_per_minute=4)
 
 
 async def test_a_session_holds_a_stream_slot_and_handshakes_are_rate_limited(

@@ -106,22 +106,22 @@ def test_directory_missing_files(tiny_snac_dir: Path, tmp_path: Path) -> None:
         load_codec("./no/such/snac")
 
 
+def changed_copy(snac_dir: Path, folder: Path, **config: object) -> str:
+    """The SNAC of `snac_dir` copied to `folder`, its config.json changed by `config`."""
+    changed = json.loads((snac_dir / "config.json").read_text()) | config
+    (folder / "config.json").write_text(json.dumps(changed))
+    shutil.copy(snac_dir / "pytorch_model.bin", folder / "pytorch_model.bin")
+    return str(folder)
+
+
 def test_config_that_is_not_24khz(tiny_snac_dir: Path, tmp_path: Path) -> None:
-    config = json.loads((tiny_snac_dir / "config.json").read_text())
-    config["sampling_rate"] = 44_100
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    shutil.copy(tiny_snac_dir / "pytorch_model.bin", tmp_path / "pytorch_model.bin")
     with pytest.raises(CodecLoadError, match="24 kHz"):
-        load_codec(str(tmp_path))
+        load_codec(changed_copy(tiny_snac_dir, tmp_path, sampling_rate=44_100))
 
 
 def test_weights_that_do_not_match_the_config(tiny_snac_dir: Path, tmp_path: Path) -> None:
-    config = json.loads((tiny_snac_dir / "config.json").read_text())
-    config["decoder_dim"] = 32
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    shutil.copy(tiny_snac_dir / "pytorch_model.bin", tmp_path / "pytorch_model.bin")
     with pytest.raises(CodecLoadError, match="must match"):
-        load_codec(str(tmp_path))
+        load_codec(changed_copy(tiny_snac_dir, tmp_path, decoder_dim=32))
 
 
 def test_unreachable_hub_fails_fast_with_a_remedy(

@@ -17,9 +17,7 @@ def vllm_session() -> Iterator[VLLMServer]:
 @pytest.fixture
 def vllm(vllm_session: VLLMServer) -> Iterator[VLLMServer]:
     """The shared loopback vLLM server, with no leftover scripts or recordings."""
-    vllm_session.reset()
-    yield vllm_session
-    vllm_session.reset()
+    yield from vllm_session.fresh()
 
 
 @pytest.fixture

@@ -87,6 +87,9 @@ def test_mask_leaves_exactly_the_slot_codes_and_boundary_stop(
         assert all(satisfies(int(t), position) for t in drawn)
 
 
+Knobs = tuple[float, float, float]
+"""A sampler's temperature, top_p and repetition penalty."""
+
 sampling = st.tuples(
     st.sampled_from([0.0, 0.05, 0.4, 0.6, 1.0, 1.7]),
     st.sampled_from([0.05, 0.5, 0.9, 1.0]),
@@ -94,24 +97,30 @@ sampling = st.tuples(
 )
 
 
-@settings(max_examples=30, deadline=None)
-@given(case, sampling, st.integers(0, 2**31 - 1) | st.none())
-def test_sampler_picks_one_allowed_token_the_reference_chain_allows(
-    params: tuple[int, int, int, int, list[int]],
-    knobs: tuple[float, float, float],
-    sample_seed: int | None,
-) -> None:
-    seed, batch, prompt_length, position, spikes = params
+def sampler_for(prompt_length: int, knobs: Knobs, seed: int | None) -> OrpheusSampler:
+    """The fused sampler under test, stopping at END_OF_SPEECH."""
     temperature, top_p, penalty = knobs
-    history, scores = make_case(seed, batch, prompt_length, position, spikes)
-    sampler = OrpheusSampler(
+    return OrpheusSampler(
         prompt_length,
         stop_token_ids=[END_OF_SPEECH],
         temperature=temperature,
         top_p=top_p,
         repetition_penalty=penalty,
-        seed=sample_seed,
+        seed=seed,
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(case, sampling, st.integers(0, 2**31 - 1) | st.none())
+def test_sampler_picks_one_allowed_token_the_reference_chain_allows(
+    params: tuple[int, int, int, int, list[int]],
+    knobs: Knobs,
+    sample_seed: int | None,
+) -> None:
+    seed, batch, prompt_length, position, spikes = params
+    temperature, top_p, penalty = knobs
+    history, scores = make_case(seed, batch, prompt_length, position, spikes)
+    sampler = sampler_for(prompt_length, knobs, seed=sample_seed)
     out = sampler(history, scores.clone())
     if temperature > 0:
         reference = reference_chain(prompt_length, temperature, top_p, penalty)(
@@ -134,19 +143,12 @@ def test_sampler_picks_one_allowed_token_the_reference_chain_allows(
 @settings(max_examples=30, deadline=None)
 @given(case, sampling.filter(lambda k: k[0] > 0))
 def test_sampler_distribution_equals_transformers_processors(
-    params: tuple[int, int, int, int, list[int]], knobs: tuple[float, float, float]
+    params: tuple[int, int, int, int, list[int]], knobs: Knobs
 ) -> None:
     seed, batch, prompt_length, position, spikes = params
     temperature, top_p, penalty = knobs
     history, scores = make_case(seed, batch, prompt_length, position, spikes)
-    sampler = OrpheusSampler(
-        prompt_length,
-        stop_token_ids=[END_OF_SPEECH],
-        temperature=temperature,
-        top_p=top_p,
-        repetition_penalty=penalty,
-        seed=0,
-    )
+    sampler = sampler_for(prompt_length, knobs, seed=0)
     ids, logits = sampler.candidates(history, scores.clone())
     expected = torch.softmax(
         reference_chain(prompt_length, temperature, top_p, penalty)(history, scores.clone()), -1
@@ -158,14 +160,7 @@ def test_sampler_distribution_equals_transformers_processors(
 
 def test_seed_makes_draws_repeatable_and_distinct_seeds_differ() -> None:
     def draws(seed: int) -> list[int]:
-        sampler = OrpheusSampler(
-            3,
-            stop_token_ids=[END_OF_SPEECH],
-            temperature=1.0,
-            top_p=1.0,
-            repetition_penalty=1.0,
-            seed=seed,
-        )
+        sampler = sampler_for(3, (1.0, 1.0, 1.0), seed=seed)
         history = torch.zeros((1, 3), dtype=torch.long)
         out = []
         for _ in range(21):

@@ -7,8 +7,10 @@ import secrets
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import psycopg
@@ -36,11 +38,28 @@ from tests.support.postgres import PostgresServer
 from tests.support.vllm_server import unused_port_url
 
 StoreFactory = Callable[[], VoiceStore]
+S = TypeVar("S")
 
 
 def reference(frames: int = 5, text: str = "Hello there.", seed: int = 0) -> VoiceReference:
     codes = np.random.default_rng(seed).integers(0, 4096, size=(frames, 7))
     return VoiceReference(text=text, frames=codes)
+
+
+def at_once(stores: Sequence[S], attempt: Callable[[int, S], None]) -> None:
+    """`attempt(index, store)` for every store, each in a thread of its own, all released
+    together (as racing processes or replicas would be); returns when all are done."""
+    barrier = threading.Barrier(len(stores))
+
+    def run(index: int, store: S) -> None:
+        barrier.wait()
+        attempt(index, store)
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -103,21 +122,15 @@ def test_concurrent_creates_of_one_name_have_one_winner(open_store: StoreFactory
     open_store().create("seed", reference())  # the schema exists before the race
     stores = [open_store() for _ in range(8)]
     results: list[str] = []
-    barrier = threading.Barrier(len(stores))
 
     def attempt(index: int, s: VoiceStore) -> None:
-        barrier.wait()
         try:
             s.create("same" if index % 2 else "SAME", reference(seed=index))
             results.append("ok")
         except VoiceNameTaken:
             results.append("taken")
 
-    threads = [threading.Thread(target=attempt, args=item) for item in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(stores, attempt)
     assert sorted(results) == ["ok"] + ["taken"] * 7
     assert [v.name.lower() for v in open_store().list()] == ["seed", "same"]
 
@@ -235,21 +248,15 @@ def test_a_quota_holds_under_concurrent_saves(open_store: StoreFactory) -> None:
     open_store().create("seed", reference(), owner=ALICE.owner)  # the schema exists first
     stores = [open_store() for _ in range(6)]
     results: list[str] = []
-    barrier = threading.Barrier(len(stores))
 
     def attempt(index: int, s: VoiceStore) -> None:
-        barrier.wait()
         try:
             s.create(f"v{index}", reference(seed=index), owner=ALICE.owner, quota=3)
             results.append("ok")
         except VoiceQuotaExceeded:
             results.append("over")
 
-    threads = [threading.Thread(target=attempt, args=item) for item in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(stores, attempt)
     assert sorted(results) == ["ok", "ok"] + ["over"] * 4  # 1 + 2 = the quota of 3
     store = stores[0]
     assert store.count(ALICE.owner) == 3 and store.count(BOB.owner) == 0
@@ -320,33 +327,52 @@ def test_a_failed_sqlite_write_leaves_nothing(sqlite_store: SqliteVoiceStore) ->
     assert [v.name for v in store.list()] == ["kept"]
 
 
+def _started(path: Path) -> SqliteVoiceStore:
+    """A store on `path`, migrated as the gateway does at start-up."""
+    store = SqliteVoiceStore(path)
+    store.migrate()
+    return store
+
+
+def _user_version(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+@contextmanager
+def _old_file(path: Path, version: int) -> Iterator[sqlite3.Connection]:
+    """A connection to the voices file at `path`, left at schema `version` when done."""
+    conn = sqlite3.connect(path)
+    try:
+        yield conn
+        conn.execute(f"PRAGMA user_version={version}")
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def _version_1_file(path: Path) -> None:
     """A voices file as version 1 of the gateway wrote it (names unique by ASCII NOCASE)."""
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE voices (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, "
-        "description TEXT NOT NULL DEFAULT '', reference_text TEXT NOT NULL, "
-        "frames INTEGER NOT NULL, codes BLOB NOT NULL, created_at REAL NOT NULL)"
-    )
-    codes = reference(2).frames.astype("<u2").tobytes()
-    rows = [("voice_1", "Émile", 1.0), ("voice_2", "éMILE", 2.0), ("voice_3", "Old", 3.0)]
-    for voice_id, name, created in rows:
+    with _old_file(path, 1) as conn:
         conn.execute(
-            "INSERT INTO voices VALUES (?, ?, '', 'Text.', 2, ?, ?)",
-            (voice_id, name, codes, created),
+            "CREATE TABLE voices (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, "
+            "description TEXT NOT NULL DEFAULT '', reference_text TEXT NOT NULL, "
+            "frames INTEGER NOT NULL, codes BLOB NOT NULL, created_at REAL NOT NULL)"
         )
-    conn.execute("PRAGMA user_version=1")
-    conn.commit()
-    conn.close()
+        codes = reference(2).frames.astype("<u2").tobytes()
+        rows = [("voice_1", "Émile", 1.0), ("voice_2", "éMILE", 2.0), ("voice_3", "Old", 3.0)]
+        for voice_id, name, created in rows:
+            conn.execute(
+                "INSERT INTO voices VALUES (?, ?, '', 'Text.', 2, ?, ?)",
+                (voice_id, name, codes, created),
+            )
 
 
 def test_a_version_1_sqlite_file_is_migrated_at_start_up(tmp_path: Path) -> None:
     path = tmp_path / "voices.sqlite3"
     _version_1_file(path)
-    store = SqliteVoiceStore(path)
-    store.migrate()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    store = _started(path)
+    assert _user_version(path) == SCHEMA_VERSION
     # Names that only Unicode folding makes equal: the older keeps the name, both stay.
     assert [v.id for v in store.list()] == ["voice_1", "voice_2", "voice_3"]
     assert store.find("ÉMILE").id == "voice_1"  # type: ignore[union-attr]
@@ -365,22 +391,18 @@ def test_a_version_1_sqlite_file_is_migrated_at_start_up(tmp_path: Path) -> None
 def _version_3_file(path: Path) -> None:
     """What the version 3 gateway left: unique folded names, consent, no owners."""
     _version_1_file(path)
-    conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE voices ADD COLUMN name_key TEXT")
-    conn.execute("UPDATE voices SET name_key = id")
-    conn.execute("CREATE UNIQUE INDEX voices_name_key ON voices (name_key)")
-    conn.execute("ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''")
-    conn.execute("UPDATE voices SET consent = 'cons_' || id")
-    conn.execute("PRAGMA user_version=3")
-    conn.commit()
-    conn.close()
+    with _old_file(path, 3) as conn:
+        conn.execute("ALTER TABLE voices ADD COLUMN name_key TEXT")
+        conn.execute("UPDATE voices SET name_key = id")
+        conn.execute("CREATE UNIQUE INDEX voices_name_key ON voices (name_key)")
+        conn.execute("ALTER TABLE voices ADD COLUMN consent TEXT NOT NULL DEFAULT ''")
+        conn.execute("UPDATE voices SET consent = 'cons_' || id")
 
 
 def test_a_version_3_sqlite_file_keeps_consent_and_gains_owners(tmp_path: Path) -> None:
     path = tmp_path / "voices.sqlite3"
     _version_3_file(path)
-    store = SqliteVoiceStore(path)
-    store.migrate()
+    store = _started(path)
     voices = store.list()
     assert [v.consent for v in voices] == ["cons_voice_1", "cons_voice_2", "cons_voice_3"]
     assert all(v.shared and v.owner is None for v in voices)
@@ -389,8 +411,7 @@ def test_a_version_3_sqlite_file_keeps_consent_and_gains_owners(tmp_path: Path) 
     assert (new.consent, new.owner, new.shared) == ("cons_9", "key:a", False)
     assert store.find("new", VoiceAccess(owner="key:a")) == new
     assert store.find("new", VoiceAccess(owner="key:b")) is None
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert _user_version(path) == SCHEMA_VERSION == 4
     store.close()
 
 
@@ -408,20 +429,14 @@ def test_replicas_starting_together_migrate_once(postgres_server: PostgresServer
     url = postgres_server.fresh_database()
     stores = [PostgresVoiceStore(url) for _ in range(4)]
     errors: list[BaseException] = []
-    barrier = threading.Barrier(len(stores))
 
-    def start(s: PostgresVoiceStore) -> None:
-        barrier.wait()
+    def start(_: int, s: PostgresVoiceStore) -> None:
         try:
             s.migrate()
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(stores, start)
     try:
         assert errors == []
         voice = stores[0].create("Shared", reference())

@@ -25,9 +25,7 @@ def backend() -> Iterator[VLLMServer]:
 
 @pytest.fixture
 def vllm(backend: VLLMServer) -> Iterator[VLLMServer]:
-    backend.reset()
-    yield backend
-    backend.reset()
+    yield from backend.fresh()
 
 
 @pytest.fixture(scope="module")

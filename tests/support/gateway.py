@@ -6,13 +6,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from app.api.http_server import server_options
 from app.config import Settings
+from app.demo.random_snac import write_random_snac
 from app.main import create_app
+from tests.support.vllm_server import VLLMServer
 
 
 class _Server(uvicorn.Server):
@@ -45,3 +48,21 @@ def running_gateway(settings: Settings, **uvicorn_options: Any) -> Iterator[str]
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def gateway_with_test_backend(tmp_path: Path) -> Iterator[str]:
+    """A gateway wired as docker-compose.yaml wires one (tokens from a vLLM-compatible
+    server, here the scriptable test one; a random-weight SNAC in-process), its files
+    under `tmp_path`; its base URL."""
+    with VLLMServer() as backend:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            tts_api=backend.url,
+            model_name=backend.model,
+            snac_model=str(write_random_snac(tmp_path / "snac")),
+            device="cpu",
+            data_dir=tmp_path,
+        )
+        with running_gateway(settings) as url:
+            yield url

@@ -28,7 +28,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -247,6 +247,13 @@ class VLLMServer:
         self.requests.clear()
         self.default_script = None
         self.frames, self.api_key = self._defaults
+
+    def fresh(self) -> Iterator[Self]:
+        """For a per-test fixture (``yield from server.fresh()``): this server with no
+        leftover scripts or recordings, and none left behind for the next test."""
+        self.reset()
+        yield self
+        self.reset()
 
     @property
     def completions(self) -> list[RecordedRequest]:
