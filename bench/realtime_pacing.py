@@ -56,7 +56,7 @@ MODEL = "paced"
 # --- the paced backend ---------------------------------------------------------------
 
 
-async def _serve_backend(port: int, rate: float, frames: int) -> None:
+async def _serve_backend(port: int, rate: float, frames: int, per_event: int = 1) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -77,7 +77,7 @@ async def _serve_backend(port: int, rate: float, frames: int) -> None:
                     )
                     await writer.drain()
                     continue
-                await _stream(writer, json.loads(body), rate, frames)
+                await _stream(writer, json.loads(body), rate, frames, per_event)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -89,7 +89,7 @@ async def _serve_backend(port: int, rate: float, frames: int) -> None:
 
 
 async def _stream(
-    writer: asyncio.StreamWriter, body: dict[str, object], rate: float, n: int
+    writer: asyncio.StreamWriter, body: dict[str, object], rate: float, n: int, per_event: int
 ) -> None:
     writer.write(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
@@ -105,11 +105,14 @@ async def _stream(
         raw = f"data: {data}\n\n".encode()
         return f"{len(raw):x}\r\n".encode() + raw + b"\r\n"
 
-    for i, token in enumerate(tokens):
-        delay = t0 + (i + 1) / rate - loop.time()
+    for i in range(0, len(tokens), per_event):
+        group = tokens[i : i + per_event]
+        # An event leaves when its last token is due: the pace per token is unchanged.
+        delay = t0 + (i + len(group)) / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        choice = {"index": 0, "text": f"<custom_token_{token - 128256}>", "logprobs": None,
+        text = "".join(f"<custom_token_{token - 128256}>" for token in group)
+        choice = {"index": 0, "text": text, "logprobs": None,
                   "finish_reason": None, "stop_reason": None}  # fmt: skip
         writer.write(event(json.dumps(base | {"choices": [choice]}, separators=(",", ":"))))
         await writer.drain()
@@ -178,10 +181,12 @@ def start_gateway(
 
 
 @contextmanager
-def paced_backend(rate: float, frames: int | None = None) -> Iterator[str]:
-    """This script with ``--serve-backend``, streaming ``frames`` at ``rate``; its URL."""
+def paced_backend(rate: float, frames: int | None = None, per_event: int = 1) -> Iterator[str]:
+    """This script with ``--serve-backend``, streaming ``frames`` at ``rate``, ``per_event``
+    tokens to an SSE event; its URL."""
     port = free_port()
     command = [sys.executable, __file__, "--serve-backend", str(port), "--rate", str(rate)]
+    command += ["--tokens-per-event", str(per_event)]
     backend = subprocess.Popen(command + (["--frames", str(frames)] if frames else []))
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", 20)
@@ -339,6 +344,12 @@ def main() -> None:
     parser.add_argument("--formats", default="pcm")
     parser.add_argument("--frames", type=int, default=60, help="frames per stream (60 = 5.1 s)")
     parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
+    parser.add_argument(
+        "--tokens-per-event",
+        type=int,
+        default=1,
+        help="tokens the backend puts in one SSE event (vLLM: 1), at the same pace per token",
+    )
     parser.add_argument("--schedule", default="", help="CHUNK_SCHEDULE values to compare")
     parser.add_argument(
         "--gateway-root",
@@ -355,7 +366,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=82.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend:
-        asyncio.run(_serve_backend(args.serve_backend, args.rate, args.frames))
+        asyncio.run(
+            _serve_backend(args.serve_backend, args.rate, args.frames, args.tokens_per_event)
+        )
         return
 
     snac_dir = random_snac(args.codec)
@@ -366,7 +379,7 @@ def main() -> None:
     rows = []
     schedules = [s for s in args.schedule.split(",") if s] or [""]
     for rate in [float(r) for r in args.rates.split(",")]:
-        with paced_backend(rate, args.frames) as backend:
+        with paced_backend(rate, args.frames, args.tokens_per_event) as backend:
             variants = [(ROOT, schedule) for schedule in schedules]
             variants += [(root.resolve(), "") for root in args.gateway_root]
             for root, schedule in variants:
