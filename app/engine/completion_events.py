@@ -58,6 +58,14 @@ class CompletionEvents:
     def backlog(self) -> int:
         return len(self.ids)
 
+    @property
+    def wanted(self) -> int:
+        """Ids still to come before `feed` asks for the consumer; 1 once the generation
+        finished or failed (what follows must not wait)."""
+        if self.error is not None or self.done or self.finish is not None:
+            return 1
+        return max(1, self._wake_tokens - len(self.ids))
+
     def take(self) -> list[int]:
         ids, self.ids = self.ids, []
         return ids

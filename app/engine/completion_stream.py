@@ -6,7 +6,8 @@ coroutine layers resumed per read: docs/benchmarks.md, "Real-time pacing"), most
 core at 64 streams. Here an asyncio `Protocol` feeds each read straight to httptools
 (the C HTTP/1.1 parser uvicorn uses) and the SSE parser, hands the events to a sink
 inside ``data_received``, and wakes the consumer only when the sink asks for it (for
-Orpheus: a frame's worth of tokens).
+Orpheus: a frame's worth of tokens). The socket's receive low-water mark
+(`app.engine.low_water`) keeps the kernel from waking the loop for each token before that.
 
 A connection serves one request (``Connection: close``): the streams are long, and
 closing one drops its socket at once, so the backend sees the client leave. No proxy
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from app.engine.low_water import LowWater
 from app.engine.sse import SSEError, SSEParser
 
 MAX_ERROR_BODY: Final = 64 * 1024
@@ -38,6 +40,11 @@ class Sink(Protocol):
     @property
     def backlog(self) -> int:
         """Items waiting for the consumer."""
+        ...
+
+    @property
+    def wanted(self) -> int:
+        """Items still to come before ``feed`` asks for the consumer (at least 1)."""
         ...
 
 
@@ -93,6 +100,7 @@ class CompletionStream(asyncio.Protocol):
         """The whole response arrived."""
         self.failure: Exception | None = None
         self.last_data = self._loop.time()
+        self._low_water: LowWater | None = None
 
     # --- opening -----------------------------------------------------------------------
 
@@ -155,10 +163,26 @@ class CompletionStream(asyncio.Protocol):
         if self._woken or self.complete or self.failure is not None:
             self._woken = False
             return
+        soft = deadline
+        low = self._low_water
+        if low is not None:
+            wanted = self._sink.wanted
+            low.want(wanted)
+            patience = low.patience(wanted)
+            if patience is not None:
+                soft = min(deadline, self._loop.time() + patience)
         self._wake = self._loop.create_future()
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._wake
+            try:
+                async with asyncio.timeout_at(soft):
+                    await self._wake
+            except TimeoutError:
+                if soft >= deadline or low is None:
+                    return
+                low.hold_off()  # waited long for the mark: take what is in
+                self._wake = self._loop.create_future()  # the timeout cancelled the first
+                async with asyncio.timeout_at(deadline):
+                    await self._wake
         except TimeoutError:
             pass
         finally:
@@ -183,15 +207,20 @@ class CompletionStream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, though they are one.
         self._transport = cast(asyncio.Transport, transport)
+        if transport.get_extra_info("ssl_object") is None:  # under TLS it counts ciphertext
+            self._low_water = LowWater.of(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
-        self.last_data = self._loop.time()
+        self.last_data = now = self._loop.time()
+        before = self._sink.backlog
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(StreamBroken("the backend switched protocols"))
         except (httptools.HttpParserError, SSEError) as exc:
             self._fail(StreamBroken(f"malformed response: {exc}"))
+        if self._low_water is not None:
+            self._low_water.observe(len(data), self._sink.backlog - before, now)
 
     def eof_received(self) -> bool | None:
         return False  # close our side too

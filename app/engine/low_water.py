@@ -1,0 +1,97 @@
+"""Wake the event loop once per frame of tokens, not once per token: ``SO_RCVLOWAT``.
+
+vLLM sends one SSE event per token, each in a TCP segment of its own, and every segment
+woke the loop: a read, uvloop's callback path and the parse cost about 20 µs of loop CPU
+per token at 64 real-time streams, a third of the loop (docs/benchmarks.md, "Where the
+event loop's time goes"). The consumer only wants whole frames, so the socket's receive
+low-water mark is set to the bytes of the tokens it still waits for: the kernel then
+reports the socket readable (and wakes the loop) once they are all in, or at end of
+stream, or when its buffer is under pressure.
+
+The mark is a wait for bytes the backend may never send (a stream that ends mid-frame
+on a connection kept open, a stall): `patience` bounds it, after which `hold_off` puts
+the mark back at one byte until data arrives again; setting it wakes a reader at once
+if bytes are waiting (Linux `tcp_set_rcvlowat`). Plain TCP only: under TLS the kernel
+counts ciphertext.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Final, Protocol
+
+_SMOOTHING: Final = 0.25
+_MAX_MARK: Final = 64 * 1024
+_PATIENCE_FLOOR: Final = 0.05
+"""Seconds added to twice the expected arrival time of the tokens waited for."""
+
+
+class _SocketLike(Protocol):
+    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
+
+
+class LowWater:
+    """The receive low-water mark of one backend connection."""
+
+    def __init__(self, sock: _SocketLike) -> None:
+        self._sock = sock
+        self.mark = 1
+        self._bytes_per_token: float | None = None
+        self._seconds_per_token: float | None = None
+        self._last_tokens_at: float | None = None
+        self._held_off = False
+        self._disabled = False
+
+    @classmethod
+    def of(cls, sock: object) -> LowWater | None:
+        """For a transport's socket that takes ``SO_RCVLOWAT`` (None: not supported)."""
+        if not hasattr(socket, "SO_RCVLOWAT") or not hasattr(sock, "setsockopt"):
+            return None
+        return cls(sock)
+
+    def observe(self, nbytes: int, tokens: int, now: float) -> None:
+        """A read of ``nbytes`` that brought ``tokens`` tokens at ``now``."""
+        self._held_off = False
+        if tokens <= 0:
+            return
+        size = nbytes / tokens
+        self._bytes_per_token = _smooth(self._bytes_per_token, size)
+        if self._last_tokens_at is not None:
+            pace = (now - self._last_tokens_at) / tokens
+            self._seconds_per_token = _smooth(self._seconds_per_token, pace)
+        self._last_tokens_at = now
+
+    def want(self, tokens: int) -> None:
+        """The consumer waits for ``tokens`` more tokens: wake the loop when they are in."""
+        if self._held_off or self._disabled:
+            return
+        if self._bytes_per_token is None or self._seconds_per_token is None:
+            return
+        # Half a token short of the estimate: the last one is never held back for the next.
+        mark = int(max(0.0, tokens - 0.5) * self._bytes_per_token)
+        self._set(min(max(1, mark), _MAX_MARK))
+
+    def patience(self, tokens: int) -> float | None:
+        """Seconds to wait under the mark for ``tokens`` tokens (None: no mark is set)."""
+        if self.mark <= 1 or self._seconds_per_token is None:
+            return None
+        return 2 * tokens * self._seconds_per_token + _PATIENCE_FLOOR
+
+    def hold_off(self) -> None:
+        """Read whatever is in until data arrives again (the wait took too long)."""
+        self._held_off = True
+        self._set(1)
+
+    def _set(self, mark: int) -> None:
+        if mark == self.mark:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+        except OSError:
+            self._disabled = True  # the platform refuses: stay at one byte for good
+            return
+        self.mark = mark
+
+
+def _smooth(average: float | None, value: float) -> float:
+    return value if average is None else average + _SMOOTHING * (value - average)

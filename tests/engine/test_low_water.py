@@ -1,0 +1,170 @@
+"""The receive low-water mark: one wake-up per frame of tokens, and never a wait for bytes
+that do not come. A real asyncio server on loopback streams vLLM's events at a pace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from app.engine.completion_events import CompletionEvents
+from app.engine.completion_stream import CompletionStream, Endpoint
+from app.engine.low_water import LowWater
+from app.vocab import CUSTOM_TOKEN_BASE
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="SO_RCVLOWAT wakes epoll on Linux"
+)
+
+STOP = 128258
+
+
+def event(data: str) -> bytes:
+    raw = f"data: {data}\n\n".encode()
+    return f"{len(raw):x}\r\n".encode() + raw + b"\r\n"
+
+
+def token_event(n: int) -> bytes:
+    choice = {"index": 0, "text": f"<custom_token_{10 + n % 4000}>", "logprobs": None,
+              "finish_reason": None, "stop_reason": None}  # fmt: skip
+    body = {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": "m",
+            "choices": [choice]}  # fmt: skip
+    return event(json.dumps(body, separators=(",", ":")))
+
+
+FINISHED = {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}  # fmt: skip
+FINISH = event(json.dumps(FINISHED)) + event("[DONE]") + b"0\r\n\r\n"
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+@asynccontextmanager
+async def backend(
+    script: Callable[[asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[Endpoint]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(HEAD)
+        try:
+            await script(writer)
+        finally:
+            await asyncio.sleep(30)  # keep the connection open: no FIN ends the wait
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield Endpoint("127.0.0.1", port, "/", tls=False)
+    finally:
+        server.close()
+
+
+def paced(
+    tokens: int, rate: float, *, finish: bool = True
+) -> Callable[[asyncio.StreamWriter], Awaitable[None]]:
+    async def script(writer: asyncio.StreamWriter) -> None:
+        start = time.monotonic()
+        for n in range(tokens):
+            await asyncio.sleep(max(0.0, start + (n + 1) / rate - time.monotonic()))
+            writer.write(token_event(n))
+            await writer.drain()
+        if finish:
+            writer.write(FINISH)
+            await writer.drain()
+
+    return script
+
+
+class CountingStream(CompletionStream):
+    reads = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        super().data_received(data)
+
+
+async def consume(
+    endpoint: Endpoint, *, deadline_s: float = 10.0
+) -> tuple[CountingStream, list[int]]:
+    """Read like the HTTP engine does: wait for the sink, take, repeat until finished."""
+    loop = asyncio.get_running_loop()
+    events = CompletionEvents("m", frozenset({STOP}), wake_tokens=7)
+    stream = await CountingStream.open(endpoint, "/", b"{}", {}, events, connect_timeout=2)
+    assert isinstance(stream, CountingStream)
+    await stream.response()
+    ids: list[int] = []
+    end = loop.time() + deadline_s
+    while events.finish is None and stream.failure is None and loop.time() < end:
+        await stream.wait(end)
+        ids += events.take()
+    stream.close()
+    return stream, ids
+
+
+async def test_a_paced_stream_wakes_the_reader_about_once_a_frame() -> None:
+    tokens = 140  # 20 frames at 200 tokens/s: 0.7 s
+    async with backend(paced(tokens, 200.0)) as endpoint:
+        stream, ids = await consume(endpoint)
+    assert ids == [CUSTOM_TOKEN_BASE + 10 + n for n in range(tokens)]
+    # One read per token without the mark; with it about one per frame, plus the start-up
+    # (the pace and the event size are learnt from the first reads) and the finish.
+    assert stream.reads <= tokens // 3, stream.reads
+
+
+async def test_a_stream_that_ends_mid_frame_on_an_open_connection_is_not_held() -> None:
+    tokens = 7 * 5 + 3  # three tokens of an unfinished frame, then the finish
+    async with backend(paced(tokens, 200.0)) as endpoint:
+        started = time.monotonic()
+        _, ids = await consume(endpoint)
+        took = time.monotonic() - started
+    assert len(ids) == tokens
+    # The finish is in well before the server's 30 s: the mark never waits past patience.
+    assert took < tokens / 200.0 + 1.0, took
+
+
+async def test_a_stall_mid_frame_still_reads_what_came() -> None:
+    async with backend(paced(7 * 4 + 2, 200.0, finish=False)) as endpoint:
+        loop = asyncio.get_running_loop()
+        events = CompletionEvents("m", frozenset({STOP}), wake_tokens=7)
+        stream = await CompletionStream.open(endpoint, "/", b"{}", {}, events, connect_timeout=2)
+        await stream.response()
+        got: list[int] = []
+        while len(got) < 28:
+            await stream.wait(loop.time() + 3.0)
+            got += events.take()
+        waited = loop.time()
+        await stream.wait(waited + 2.0)  # the frame never completes: no wake until then
+        stream.close()
+    # The two tokens of that frame were read soon after they came, under the mark's
+    # patience, not at the deadline: the engine's stall timer counts from real data.
+    assert len(got) + events.backlog == 30
+    assert stream.last_data - waited < 0.5
+
+
+def test_the_mark_follows_the_bytes_of_the_tokens_still_wanted() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        with client:
+            low = LowWater(client)
+            low.want(7)
+            assert low.mark == 1  # nothing learnt yet: no mark
+            low.observe(200, 1, now=0.0)
+            low.observe(200, 1, now=0.01)
+            low.want(7)
+            assert low.mark == int(6.5 * 200)
+            assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == low.mark
+            assert low.patience(7) == pytest.approx(2 * 7 * 0.01 + 0.05)
+            low.hold_off()
+            assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+            low.want(7)
+            assert low.mark == 1  # held off until data arrives again
+            low.observe(200, 1, now=0.02)
+            low.want(1)
+            assert low.mark == 100  # half a token: the last one is never held for the next
