@@ -196,6 +196,7 @@ class Settings(BaseSettings):
     dynamic_batching: bool | Literal["auto"] = "auto"
     microsleep: float = Field(default=0.002, ge=0.0, le=1.0)
     max_batch_size: int = Field(default=16, ge=1, le=1024)
+    max_batch_frames: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
     decode_queue_size: int = Field(default=1024, ge=1)
     torch_threads: int | None = Field(default=None, ge=1)
     memory_trim_interval: float = Field(

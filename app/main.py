@@ -31,7 +31,7 @@ from app.api.metrics import GatewayMetrics
 from app.api.middleware import RequestContextMiddleware
 from app.audio.pcm import SAMPLE_RATE
 from app.codec.accelerated import Accelerated, accelerate, bucket_plan
-from app.codec.service import CodecService
+from app.codec.service import CPU_BATCH_FRAMES, CodecService
 from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, SnacCodec, load_codec
 from app.config import Settings, load_settings
 from app.engine.base import EngineLoadError, TokenEngine
@@ -168,15 +168,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except CodecLoadError as exc:
         _startup_failed(exc)
         raise
-    # Batching measured slower on CPU (docs/benchmarks.md): "auto" keeps it for CUDA.
+    # On a CPU a batch pays only while its windows are short (docs/benchmarks.md, "What one
+    # decode window costs"): "auto" batches an eager CPU decoder too, up to CPU_BATCH_FRAMES
+    # kept frames a call (a compiled one keeps its one-window shapes).
+    cuda = str(codec.device).startswith("cuda")
     batching = settings.dynamic_batching
     if batching == "auto":
-        batching = str(codec.device).startswith("cuda")
+        batching = cuda or not settings.torch_compile
+    frame_budget: int | None
+    if settings.max_batch_frames == "auto":
+        frame_budget = None if cuda else CPU_BATCH_FRAMES
+    else:
+        frame_budget = settings.max_batch_frames
     decoder = _accelerate(settings, codec, batching=batching)
     service = CodecService(
         decoder.codec,
         dynamic_batching=batching,
         max_batch_size=settings.max_batch_size,
+        max_batch_frames=frame_budget,
         microsleep=settings.microsleep,
         queue_size=settings.decode_queue_size,
         # Batch padding must stay outside SNAC's receptive field (3 frames), whatever

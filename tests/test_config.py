@@ -35,6 +35,8 @@ def test_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     ("name", "value"),
     [
         ("MAX_BATCH_SIZE", "many"),
+        ("MAX_BATCH_FRAMES", "0"),
+        ("MAX_BATCH_FRAMES", "some"),
         ("DEVICE", "tpu"),
         ("DEFAULT_SPEAKER", "nobody"),
         ("DEFAULT_REPETITION_PENALTY", "0.5"),

@@ -10,7 +10,7 @@ the locking.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -72,13 +72,24 @@ class FairQueue(Generic[T]):
         self._cost -= ticket.cost
         return True
 
-    def pop(self, limit: int) -> list[T]:
-        """Up to ``limit`` items in fair order."""
+    def pop(
+        self, limit: int, *, budget: int | None = None, weight: Callable[[T], int] | None = None
+    ) -> list[T]:
+        """Up to ``limit`` items in fair order; with a ``budget``, only while their
+        ``weight`` adds up to at most it (the first item always goes)."""
         items: list[T] = []
+        spent = 0
         while self._heap and len(items) < limit:
-            _, ticket = heapq.heappop(self._heap)
-            if not self.withdraw(ticket):
+            ticket = self._heap[0][1]
+            if not ticket.queued:
+                heapq.heappop(self._heap)
                 continue
+            cost = weight(ticket.item) if weight is not None else 0
+            if items and budget is not None and spent + cost > budget:
+                break
+            heapq.heappop(self._heap)
+            self.withdraw(ticket)
+            spent += cost
             self._vtime = max(self._vtime, ticket.key[1])
             items.append(ticket.item)
         if len(self._next_tag) > 2 * self._depth + 64:

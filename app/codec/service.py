@@ -71,8 +71,19 @@ class _Job:
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
+CPU_BATCH_FRAMES: Final = 16
+"""Kept frames per codec call on a CPU: one-frame windows of the real-size codec cost
+20-35 % less each in batches of up to 16, four-frame windows only up to 4 (then 43 and
+60 ms a frame against 39), a 22-frame window already loses in a pair
+(bench/window_cost.py, bench/decode_throughput.py)."""
+
 _ENCODE_SHARE: Final = 0.25
 """The worker's time that encode slices may take while decode windows wait."""
+
+
+def _kept_frames(job: _Job) -> int:
+    work = job.work
+    return work.keep[1] - work.keep[0] if isinstance(work, DecodeRequest) else 0
 
 
 class CodecService:
@@ -84,6 +95,7 @@ class CodecService:
         *,
         dynamic_batching: bool = True,
         max_batch_size: int = 16,
+        max_batch_frames: int | None = None,
         microsleep: float = 0.002,
         queue_size: int = 1024,
         receptive_field: int = 3,
@@ -99,13 +111,19 @@ class CodecService:
         ``torch_threads``: set torch's intra-op threads when the worker starts.
         ``warm_up``: prepares the codec (CUDA graphs, torch.compile) on the worker before
         it serves; it is passed a predicate that turns true when the service closes.
-        ``max_encodes``: references being encoded at once (queued or running)."""
+        ``max_encodes``: references being encoded at once (queued or running).
+        ``max_batch_frames``: kept frames one codec call may decode in all (None: no
+        limit); on a CPU a batch of short windows is cheaper per window, one of long
+        ones dearer (its activations fall out of cache: docs/benchmarks.md)."""
         if max_batch_size < 1 or queue_size < 1 or microsleep < 0 or receptive_field < 0:
             raise ValueError(
                 "max_batch_size and queue_size must be >= 1, microsleep/receptive_field >= 0"
             )
         self._codec = codec
         self._limit = max_batch_size if dynamic_batching else 1
+        if max_batch_frames is not None and max_batch_frames < 1:
+            raise ValueError("max_batch_frames must be >= 1")
+        self._frame_budget = max_batch_frames
         self._microsleep = microsleep
         self._queue_size = queue_size
         self._receptive_field = receptive_field
@@ -267,7 +285,7 @@ class CodecService:
                     break
             if self._closing:
                 return None
-            jobs = self._queue.pop(self._limit)
+            jobs = self._queue.pop(self._limit, budget=self._frame_budget, weight=_kept_frames)
             now = time.perf_counter()
             for job in jobs:
                 self._counters.record_wait(now - job.enqueued_at)

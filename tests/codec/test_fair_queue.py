@@ -72,3 +72,33 @@ def test_forgotten_streams_do_not_pile_up() -> None:
         queue.push(stream, stream=stream)
         assert queue.pop(1) == [stream]
     assert len(queue._next_tag) <= 2 * queue.depth + 65
+
+
+def test_a_budget_stops_the_pop_before_the_item_that_would_exceed_it() -> None:
+    queue: FairQueue[int] = FairQueue()
+    stale = queue.push(9, stream="s")
+    for size in (3, 2, 4, 1):
+        queue.push(size, stream=f"t{size}")
+    queue.withdraw(stale)
+    # 3 + 2 fit a budget of 6; 4 would not, and the order is kept (nothing jumps ahead).
+    assert queue.pop(10, budget=6, weight=lambda size: size) == [3, 2]
+    # The first item always goes, even over the budget: a long window still gets decoded.
+    assert queue.pop(10, budget=1, weight=lambda size: size) == [4]
+    assert queue.pop(10, budget=1, weight=lambda size: size) == [1]
+    assert queue.depth == 0
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=40),
+    st.integers(min_value=1, max_value=20),
+)
+def test_budgeted_pops_hand_out_everything_once_in_order(sizes: list[int], budget: int) -> None:
+    queue: FairQueue[tuple[int, int]] = FairQueue()
+    for i, size in enumerate(sizes):
+        queue.push((i, size), stream=i)
+    out: list[tuple[int, int]] = []
+    while queue.depth:
+        batch = queue.pop(16, budget=budget, weight=lambda item: item[1])
+        assert batch and (len(batch) == 1 or sum(s for _, s in batch) <= budget)
+        out += batch
+    assert out == list(enumerate(sizes))

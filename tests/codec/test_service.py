@@ -434,3 +434,23 @@ def test_start_twice_is_an_error(service_factory: Any) -> None:
     service.start()
     with pytest.raises(RuntimeError):
         service.start()
+
+
+async def test_a_frame_budget_caps_the_kept_frames_of_one_codec_call(
+    codec: SnacCodec, service_factory: Any
+) -> None:
+    """On a CPU short windows batch cheaply and long ones do not: ``max_batch_frames``."""
+    recording = Recording(codec)
+    service = service_factory(recording, max_batch_size=16, max_batch_frames=4)
+    one = [frames(7, seed=i) for i in range(6)]  # one kept frame each
+    long = frames(12, seed=99)  # six kept frames: alone, over the budget
+    tasks = [asyncio.create_task(service.decode(req(w, 3, 4, stream=i))) for i, w in enumerate(one)]
+    tasks.append(asyncio.create_task(service.decode(req(long, 3, 9, stream=7))))
+    await queued(service, 7)
+    service.start()
+    results = await asyncio.gather(*tasks)
+    for w, pcm in zip(one, results[:-1], strict=True):
+        assert_kept_equal(codec, w, 3, 4, pcm)
+    assert_kept_equal(codec, long, 3, 9, results[-1])
+    # Four one-frame windows, then two, then the long one alone.
+    assert [len(call) for call in recording.calls] == [4, 2, 1]
