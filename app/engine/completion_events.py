@@ -4,8 +4,11 @@ Pure: fed the ``data`` of each event (vLLM's wire format, shared/reference/
 vllm-completions-stream.txt), it collects the token ids (``token_ids`` when the
 backend sends them, else the ``<custom_token_N>`` spellings of ``text``), the finish
 reason, the usage-only chunk that follows it, and the first error, in-band or of
-the framing. `feed` says when a consumer should look: once ``wake_tokens`` ids are
-waiting, or the generation finished, ended or failed.
+the framing. `feed` says when a consumer should look: each time the count of ids
+received reaches a multiple of ``wake_tokens`` (for Orpheus, a frame completes), or the
+generation finished, ended or failed. Counted from the start, not from the last take:
+a consumer that took 8 ids of a burst is woken at 14, when the second frame is whole,
+not at 15, and a frame completed just before the backend pauses is not held for the pause.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ class CompletionEvents:
         self._text = TokenTextParser()
         self.ids: list[int] = []
         """Ids not yet taken by the consumer (stop ids removed)."""
+        self._received = 0
+        self._taken = 0
+        """Ids received in all, and received when the consumer last took them."""
         self.finish: FinishReason | None = None
         self.usage: EngineUsage | None = None
         self.done = False
@@ -51,7 +57,7 @@ class CompletionEvents:
             self.error is not None
             or self.done
             or self.finish is not None
-            or len(self.ids) >= self._wake_tokens
+            or self._received // self._wake_tokens > self._taken // self._wake_tokens
         )
 
     @property
@@ -64,10 +70,11 @@ class CompletionEvents:
         finished or failed (what follows must not wait)."""
         if self.error is not None or self.done or self.finish is not None:
             return 1
-        return max(1, self._wake_tokens - len(self.ids))
+        return self._wake_tokens - self._received % self._wake_tokens
 
     def take(self) -> list[int]:
         ids, self.ids = self.ids, []
+        self._taken = self._received
         return ids
 
     def _event(self, data: str) -> None:
@@ -106,8 +113,11 @@ class CompletionEvents:
         if len(ids) == 1:  # one token per event, as vLLM streams
             if ids[0] not in stop:
                 self.ids.append(ids[0])
+                self._received += 1
         else:
-            self.ids.extend(i for i in ids if i not in stop)
+            kept = [i for i in ids if i not in stop]
+            self.ids.extend(kept)
+            self._received += len(kept)
 
 
 def _finish_reason(value: Any) -> FinishReason:

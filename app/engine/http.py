@@ -82,9 +82,9 @@ class HttpCompletionsEngine:
         breaker: BreakerPolicy | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        """``batch_tokens``: hand tokens over in batches of at least this many (the end of
-        a generation comes out at once), so the consumer wakes once per batch rather than
-        once per token event."""
+        """``batch_tokens``: hand tokens over when their count reaches a multiple of this
+        (a frame: the end of a generation comes out at once), so the consumer wakes once
+        per frame rather than once per token event."""
         urls = [_normalize_base(url) for url in base_urls if url.strip()]
         if not urls:
             raise ValueError("HttpCompletionsEngine needs at least one base URL")

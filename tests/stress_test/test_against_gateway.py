@@ -92,10 +92,12 @@ async def test_a_mid_stream_pause_is_a_stall_of_about_its_length(
     vllm.push(Script(frames=FRAMES, pause_after=5 * 7, pause=pause))
     (result,) = await run_burst(client)
     assert result.ok, result.message
-    assert result.stall_count >= 1
+    assert result.stall_count >= 1, (result.ttfa, result.timeline)
     longest = max(end - start for start, end in result.stalls)
     assert longest == pytest.approx(pause - 2 * FRAME_SECONDS, abs=0.3)
-    assert result.largest_gap is not None and result.largest_gap >= pause - 0.1
+    # The chunks around the pause each wait for a decode; the one before it is the stream's
+    # first (the slowest: a cold shape), so the gap can come out shorter than the pause.
+    assert result.largest_gap is not None and result.largest_gap >= pause - 0.25
     assert result.audio_seconds == pytest.approx(FRAMES * FRAME_SECONDS)
 
 
