@@ -125,7 +125,8 @@ def test_sweep_stops_at_the_concurrency_where_the_slo_breaks(
         str(tmp_path),
     )
     assert done.returncode == 0, done.stderr
-    assert "capacity: 2 stream(s) meet the SLO (ttfa ≤ 1500 ms); it breaks at 4" in done.stdout
+    expected = "capacity: 2 stream(s) meet the SLO (ttfa ≤ 1500 ms); it breaks at 4"
+    assert expected in done.stdout, done.stdout[-4000:]
     sweep = saved(tmp_path)["sweep"]
     assert (sweep["capacity"], sweep["breaks_at"]) == (2, 4)
     levels = sweep["levels"]
