@@ -37,6 +37,11 @@ class Sink(Protocol):
         """Take the ``data`` of completed SSE events; True: the consumer should look now."""
         ...
 
+    def feed_body(self, body: bytes) -> bool | None:
+        """Take a body of whole SSE events without the SSE parser, as `feed` would, if the
+        sink can; None: it cannot (the events are parsed and fed)."""
+        ...
+
     @property
     def backlog(self) -> int:
         """Items waiting for the consumer."""
@@ -96,6 +101,8 @@ class CompletionStream(asyncio.Protocol):
         self.status = 0
         self._framed = False  # chunked or sized: otherwise the body ends when the socket does
         self.error_body = bytearray()
+        self._body: list[bytes] = []
+        """The body of the read being parsed: a chunk of the chunked encoding per token."""
         self.complete = False
         """The whole response arrived."""
         self.failure: Exception | None = None
@@ -213,12 +220,19 @@ class CompletionStream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_data = now = self._loop.time()
         before = self._sink.backlog
+        failure: StreamBroken | None = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(StreamBroken("the backend switched protocols"))
+            failure = StreamBroken("the backend switched protocols")
         except (httptools.HttpParserError, SSEError) as exc:
-            self._fail(StreamBroken(f"malformed response: {exc}"))
+            failure = StreamBroken(f"malformed response: {exc}")
+        try:
+            self._deliver()  # what came before a broken framing is still the generation's
+        except SSEError as exc:
+            failure = failure or StreamBroken(f"malformed response: {exc}")
+        if failure is not None:
+            self._fail(failure)
         if self._low_water is not None:
             self._low_water.observe(len(data), self._sink.backlog - before, now)
 
@@ -251,14 +265,10 @@ class CompletionStream(asyncio.Protocol):
             room = MAX_ERROR_BODY - len(self.error_body)
             self.error_body += body[: max(0, room)]
             return
-        events = self._sse.feed(body)
-        if events and self._sink.feed(events):
-            self._notify()
-            if self._sink.backlog > MAX_BACKLOG and not self._paused:
-                self._paused = True
-                self.pause()
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._deliver()
         if self.status < 400:
             events = self._sse.close()
             if events:
@@ -269,6 +279,22 @@ class CompletionStream(asyncio.Protocol):
             self._transport.close()
 
     # --- internals -------------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        """Hand the body of this read to the sink in one piece, not chunk by chunk."""
+        if not self._body:
+            return
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        look = self._sink.feed_body(body) if self._sse.idle else None
+        if look is None:
+            events = self._sse.feed(body)
+            look = bool(events) and self._sink.feed(events)
+        if look:
+            self._notify()
+            if self._sink.backlog > MAX_BACKLOG and not self._paused:
+                self._paused = True
+                self.pause()
 
     def _fail(self, error: Exception) -> None:
         if self.failure is None:

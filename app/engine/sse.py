@@ -36,6 +36,11 @@ class SSEParser:
         self._idle = False
         """Started, with no partial line, event or character pending: the fast path may run."""
 
+    @property
+    def idle(self) -> bool:
+        """Nothing pending: a chunk of whole events may be read without this parser."""
+        return self._idle and not self._closed
+
     def feed(self, chunk: bytes | str) -> list[str]:
         """Parse a chunk and return the `data` payloads of the events it completed."""
         if self._closed:

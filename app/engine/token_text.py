@@ -74,6 +74,10 @@ class TokenTextParser:
             self._tail = ""
         return out
 
+    def token_arrived(self) -> None:
+        """A whole token came by another path (with nothing pending): junk before it ended."""
+        self._in_junk = False
+
     def close(self) -> list[int]:
         """End of text: an unfinished token is junk."""
         out: list[int] = []

@@ -1,0 +1,70 @@
+"""The bytes a backend repeats for every token event of one stream, matched in one pass.
+
+vLLM's token events of one completion differ only in the token: the same ``id``,
+``created``, ``model`` and nulls around one ``"text":"<custom_token_N>"``
+(shared/reference/vllm-completions-stream.txt). Parsed one by one, each event costs a
+JSON parse and a dozen Python calls on the event loop, 82 times a second per stream.
+Once one plain token event has been parsed, its text before and after the token
+spelling is the template: a read's run of events in that shape becomes ids through one
+regular expression, with no Python work per event.
+
+Only an exact cover counts: every byte of the read must belong to a matching event, or
+the read goes through the full SSE and JSON parsers (a finish, usage, an error, another
+field, a CRLF line ending). The template is proven before use: the learnt event with
+another token in the slot must parse to the same object but for ``choices[0].text``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import orjson
+
+from app.vocab import CUSTOM_TOKEN_BASE
+
+_FIELD: Final = '"text":"'
+_SPELLING: Final = re.compile(r"<custom_token_[0-9]{1,9}>")
+_PROBES: Final = ("<custom_token_0>", "<custom_token_1>")
+_DIGITS: Final = rb"<custom_token_([0-9]{1,9})>"
+_SPELLING_CHARS: Final = len("<custom_token_>")
+
+
+class EventTemplate:
+    """One stream's token event as ``data: `` + prefix + spelling + suffix + blank line."""
+
+    def __init__(self, prefix: str, suffix: str) -> None:
+        head = b"data: " + prefix.encode()
+        tail = suffix.encode() + b"\n\n"
+        self._pattern = re.compile(re.escape(head) + _DIGITS + re.escape(tail))
+        self._fixed = len(head) + _SPELLING_CHARS + len(tail)
+
+    @classmethod
+    def learn(cls, data: str) -> EventTemplate | None:
+        """The template of ``data``, an event whose only content is one token in
+        ``choices[0].text``; None when its text does not prove to be one."""
+        at = data.find(_FIELD)
+        if at < 0 or data.find(_FIELD, at + 1) >= 0:
+            return None
+        start = at + len(_FIELD)
+        spelling = _SPELLING.match(data, start)
+        if spelling is None:
+            return None
+        prefix, suffix = data[:start], data[spelling.end() :]
+        # Another token in the slot changes exactly choices[0].text, or it is not the slot.
+        other = _PROBES[spelling.group() == _PROBES[0]]
+        try:
+            probe = orjson.loads(prefix + other + suffix)
+            expected = orjson.loads(data)
+            expected["choices"][0]["text"] = other
+        except (orjson.JSONDecodeError, LookupError, TypeError):
+            return None
+        return cls(prefix, suffix) if probe == expected else None
+
+    def ids(self, body: bytes) -> list[int] | None:
+        """The token ids of ``body`` when all of it is whole events of this shape."""
+        digits = self._pattern.findall(body)
+        # Matches never overlap: when their lengths add up to the body's, they cover it.
+        if len(body) != len(digits) * self._fixed + sum(map(len, digits)):
+            return None
+        return [CUSTOM_TOKEN_BASE + int(d) for d in digits]
