@@ -178,20 +178,16 @@ class CompletionStream(asyncio.Protocol):
             patience = low.patience(wanted)
             if patience is not None:
                 soft = min(deadline, self._loop.time() + patience)
-        self._wake = self._loop.create_future()
         try:
-            try:
-                async with asyncio.timeout_at(soft):
-                    await self._wake
-            except TimeoutError:
-                if soft >= deadline or low is None:
+            for limit in (soft, deadline) if soft < deadline else (deadline,):
+                self._wake = self._loop.create_future()  # a timeout cancels the one before
+                try:
+                    async with asyncio.timeout_at(limit):
+                        await self._wake
                     return
-                low.hold_off()  # waited long for the mark: take what is in
-                self._wake = self._loop.create_future()  # the timeout cancelled the first
-                async with asyncio.timeout_at(deadline):
-                    await self._wake
-        except TimeoutError:
-            pass
+                except TimeoutError:
+                    if low is not None and limit < deadline:
+                        low.hold_off()  # waited long for the mark: take what is in
         finally:
             self._wake = None
 
