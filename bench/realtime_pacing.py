@@ -14,6 +14,8 @@ Per setting it prints:
 - loop / codec / other CPU ms per delivered audio-second: the gateway's threads,
   read from /proc (the main thread runs the event loop; the codec worker names itself
   ``snac-codec``; "other" is the encoder/upload threads and torch's)
+- the loop's user and kernel shares of that, and its read syscalls and voluntary context
+  switches (wake-ups) per frame delivered, from /proc/<pid>/task/<pid>/{stat,io,status}
 
     python bench/realtime_pacing.py --streams 1,16,64 --rates 82,200
     python bench/realtime_pacing.py --streams 64 --rates 82 --formats pcm,mp3,opus,aac
@@ -241,6 +243,29 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def loop_counters(pid: int) -> dict[str, float]:
+    """The event loop thread's user and kernel CPU seconds, read syscalls and voluntary
+    context switches (its wake-ups); empty where /proc does not show them."""
+    task = Path(f"/proc/{pid}/task/{pid}")
+    try:
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        io = dict(line.split(": ") for line in (task / "io").read_text().splitlines())
+        status = dict(
+            line.split(":\t")
+            for line in (task / "status").read_text().splitlines()
+            if ":\t" in line
+        )
+    except (OSError, ValueError):
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {
+        "user": int(fields[11]) / ticks,
+        "sys": int(fields[12]) / ticks,
+        "reads": float(io["syscr"]),
+        "switches": float(status["voluntary_ctxt_switches"]),
+    }
+
+
 # --- the client ------------------------------------------------------------------------
 
 
@@ -306,8 +331,10 @@ def pct(values: list[float], q: float) -> float:
 def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, object]:
     asyncio.run(run_streams(gateway.url, min(streams, 4), fmt))  # warm-up
     before = thread_cpu(gateway.process.pid)
+    loop_before = loop_counters(gateway.process.pid)
     results = asyncio.run(run_streams(gateway.url, streams, fmt))
     after = thread_cpu(gateway.process.pid)
+    loop_after = loop_counters(gateway.process.pid)
     ok = [r for r in results if r.error is None]
     expected = frames * FRAME_SECONDS
     audio = len(ok) * expected  # every format: the duration the gateway delivered
@@ -330,8 +357,25 @@ def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, 
         else [],
         "audio_ok": all(abs(r.audio - expected) < 1e-6 for r in ok) if fmt == "pcm" else None,
         "loop_ms_per_audio_s": cpu["loop"],
+        **_loop_split(loop_before, loop_after, audio, len(ok) * frames),
         "codec_ms_per_audio_s": cpu["codec"],
         "other_ms_per_audio_s": cpu["other"],
+    }
+
+
+def _loop_split(
+    before: dict[str, float], after: dict[str, float], audio: float, frames: int
+) -> dict[str, float]:
+    """The loop's CPU as user and kernel ms per audio-second, and its reads and wake-ups
+    per frame delivered: which of them a change moved."""
+    if not before or not after or not audio or not frames:
+        return {}
+    delta = {k: after[k] - before[k] for k in before}
+    return {
+        "loop_user_ms_per_audio_s": delta["user"] * 1000 / audio,
+        "loop_sys_ms_per_audio_s": delta["sys"] * 1000 / audio,
+        "loop_reads_per_frame": delta["reads"] / frames,
+        "loop_wakeups_per_frame": delta["switches"] / frames,
     }
 
 
