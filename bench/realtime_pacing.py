@@ -229,18 +229,23 @@ def add_rounds_options(parser: argparse.ArgumentParser) -> None:
 
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds by thread kind: the main thread (event loop), the codec worker, the rest."""
-    ticks = os.sysconf("SC_CLK_TCK")
     out = {"loop": 0.0, "codec": 0.0, "other": 0.0}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds = sum(_cpu_seconds(Path(f"/proc/{pid}/task/{tid}")))
         except OSError:
             continue  # the thread ended meanwhile
-        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
         kind = "loop" if int(tid) == pid else "codec" if name == "snac-codec" else "other"
         out[kind] += seconds
     return out
+
+
+def _cpu_seconds(task: Path) -> tuple[float, float]:
+    """A thread's user and kernel CPU seconds (``utime``, ``stime`` of its stat)."""
+    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def loop_counters(pid: int) -> dict[str, float]:
@@ -248,7 +253,7 @@ def loop_counters(pid: int) -> dict[str, float]:
     context switches (its wake-ups); empty where /proc does not show them."""
     task = Path(f"/proc/{pid}/task/{pid}")
     try:
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        user, kernel = _cpu_seconds(task)
         io = dict(line.split(": ") for line in (task / "io").read_text().splitlines())
         status = dict(
             line.split(":\t")
@@ -257,10 +262,9 @@ def loop_counters(pid: int) -> dict[str, float]:
         )
     except (OSError, ValueError):
         return {}
-    ticks = os.sysconf("SC_CLK_TCK")
     return {
-        "user": int(fields[11]) / ticks,
-        "sys": int(fields[12]) / ticks,
+        "user": user,
+        "sys": kernel,
         "reads": float(io["syscr"]),
         "switches": float(status["voluntary_ctxt_switches"]),
     }

@@ -21,12 +21,12 @@ from typing import Final
 
 import orjson
 
+from app.engine.token_text import TOKEN_SPELLING
 from app.vocab import CUSTOM_TOKEN_BASE
 
 _FIELD: Final = '"text":"'
-_SPELLING: Final = re.compile(r"<custom_token_[0-9]{1,9}>")
 _PROBES: Final = ("<custom_token_0>", "<custom_token_1>")
-_DIGITS: Final = rb"<custom_token_([0-9]{1,9})>"
+_DIGITS: Final = TOKEN_SPELLING.pattern.encode()
 _SPELLING_CHARS: Final = len("<custom_token_>")
 
 
@@ -47,7 +47,7 @@ class EventTemplate:
         if at < 0 or data.find(_FIELD, at + 1) >= 0:
             return None
         start = at + len(_FIELD)
-        spelling = _SPELLING.match(data, start)
+        spelling = TOKEN_SPELLING.match(data, start)
         if spelling is None:
             return None
         prefix, suffix = data[:start], data[spelling.end() :]

@@ -17,7 +17,8 @@ from app.vocab import CUSTOM_TOKEN_BASE
 _PREFIX = "<custom_token_"
 _PREFIX_LEN = len(_PREFIX)
 _MAX_DIGITS = 9
-_TOKEN = re.compile(rf"<custom_token_([0-9]{{1,{_MAX_DIGITS}}})>")
+TOKEN_SPELLING = re.compile(rf"<custom_token_([0-9]{{1,{_MAX_DIGITS}}})>")
+"""One token's text; the group is its number (the id is `CUSTOM_TOKEN_BASE` + it)."""
 
 
 def _could_become_token(tail: str) -> bool:
@@ -59,7 +60,7 @@ class TokenTextParser:
         buffer = self._tail + text
         out: list[int] = []
         pos = 0
-        for match in _TOKEN.finditer(buffer):
+        for match in TOKEN_SPELLING.finditer(buffer):
             self._junk(buffer[pos : match.start()], out)
             out.append(CUSTOM_TOKEN_BASE + int(match.group(1)))
             self._in_junk = False

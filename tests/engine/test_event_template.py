@@ -16,6 +16,7 @@ from app.engine.event_template import EventTemplate
 from app.engine.sse import SSEParser
 from app.vocab import CUSTOM_TOKEN_BASE, END_OF_SPEECH
 from tests.engine.test_low_water import backend
+from tests.engine.test_low_water import event as chunked
 
 CAPTURE = Path(__file__).resolve().parents[3] / "shared/reference/vllm-completions-stream.txt"
 
@@ -154,11 +155,6 @@ class CountingEvents(CompletionEvents):
             self.calls += 1
             self.templated += self._received - before
         return look
-
-
-def chunked(data: str) -> bytes:
-    raw = wire(data)
-    return f"{len(raw):x}\r\n".encode() + raw + b"\r\n"
 
 
 async def test_a_read_of_many_chunked_events_reaches_the_sink_once() -> None:
