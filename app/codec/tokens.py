@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.errors import InvalidAudioTokens
-from app.vocab import AUDIO_TOKEN_BASE, CODEBOOK_SIZE, TOKENS_PER_FRAME, token_slot_code
+from app.vocab import AUDIO_TOKEN_BASE, CODEBOOK_SIZE, TOKENS_PER_FRAME
 
 # Positions inside a frame that belong to codebooks 1 and 2, in time order.
 C1_SLOTS: Final = (1, 4)
@@ -143,32 +143,33 @@ class FrameAssembler:
 
     def feed(self, token_ids: Iterable[int]) -> Frames:
         """Consume token ids; return the frames they completed as an ``(k, 7)`` array."""
+        # Called for every read of a stream's tokens: the slot and code are worked out
+        # inline (`app.vocab.token_slot_code` is the same arithmetic), with no call per id.
         done: list[list[int]] = []
         partial = self._partial
-        for raw in token_ids:
-            token_id = int(raw)
-            if token_id < AUDIO_TOKEN_BASE:
+        for token_id in token_ids:
+            offset = token_id - AUDIO_TOKEN_BASE
+            if offset < 0:
                 self.non_audio += 1
                 continue
-            slot_code = token_slot_code(token_id)
-            if slot_code is None:
+            slot = offset // CODEBOOK_SIZE
+            if slot >= TOKENS_PER_FRAME:
                 self._reject(token_id, None)
                 continue
-            slot, code = slot_code
             if self._resyncing:
-                if slot != 0:
+                if slot:
                     self.skipped += 1
                     continue
                 self._resyncing = False
             if slot == len(partial):
-                partial.append(code)
-                if len(partial) == TOKENS_PER_FRAME:
+                partial.append(offset - slot * CODEBOOK_SIZE)
+                if slot == TOKENS_PER_FRAME - 1:
                     done.append(partial.copy())
                     partial.clear()
             else:
                 self._reject(token_id, slot)
-                if slot == 0:
-                    partial.append(code)
+                if not slot:
+                    partial.append(offset)  # slot 0: the offset is the code
         self.frames_emitted += len(done)
         if not done:
             return np.empty((0, TOKENS_PER_FRAME), dtype=np.int64)

@@ -91,6 +91,11 @@ class CompletionStream(asyncio.Protocol):
     def __init__(self, sink: Sink) -> None:
         self._loop = asyncio.get_running_loop()
         self._sink = sink
+        self._body: list[bytes] = []
+        """The body of the read being parsed: a chunk of the chunked encoding per token."""
+        # httptools calls this once per chunk, so once per token: a C method, not a
+        # Python one (it binds its callbacks when the parser is made).
+        self.on_body = self._body.append
         self._parser = httptools.HttpResponseParser(self)
         self._sse = SSEParser()
         self._transport: asyncio.Transport | None = None
@@ -101,8 +106,6 @@ class CompletionStream(asyncio.Protocol):
         self.status = 0
         self._framed = False  # chunked or sized: otherwise the body ends when the socket does
         self.error_body = bytearray()
-        self._body: list[bytes] = []
-        """The body of the read being parsed: a chunk of the chunked encoding per token."""
         self.complete = False
         """The whole response arrived."""
         self.failure: Exception | None = None
@@ -256,13 +259,6 @@ class CompletionStream(asyncio.Protocol):
         if not self._headers.done():
             self._headers.set_result(None)
 
-    def on_body(self, body: bytes) -> None:
-        if self.status >= 400:
-            room = MAX_ERROR_BODY - len(self.error_body)
-            self.error_body += body[: max(0, room)]
-            return
-        self._body.append(body)
-
     def on_message_complete(self) -> None:
         self._deliver()
         if self.status < 400:
@@ -282,6 +278,10 @@ class CompletionStream(asyncio.Protocol):
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body.clear()
+        if self.status >= 400:
+            room = MAX_ERROR_BODY - len(self.error_body)
+            self.error_body += body[: max(0, room)]
+            return
         look = self._sink.feed_body(body) if self._sse.idle else None
         if look is None:
             events = self._sse.feed(body)
