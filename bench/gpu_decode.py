@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
+from app.audio.schedule import Playback
 from app.codec.accelerated import Accelerated, accelerate, bucket_plan
 from app.codec.bucketed import BucketedCodec
 from app.codec.service import CodecService, FrameCodec
@@ -108,7 +109,9 @@ async def one_stream(
     total = max(1, round(seconds / FRAME_S))
     frames = np.random.default_rng(index).integers(0, 4096, size=(total, 7))
     tokens = frames_to_token_ids(frames)
-    decoder = StreamDecoder(service, PipelineConfig(crossfade_samples=PAD), stream=index)
+    decoder = StreamDecoder(
+        service, PipelineConfig(crossfade_samples=PAD), stream=index, playback=Playback()
+    )
     await asyncio.sleep(delay)
     t0, fed, period = time.perf_counter(), 0, 7 / 82.0
     first = True

@@ -1,8 +1,9 @@
 """One stream's token ids to exact PCM chunks: frames, the chunk schedule, decode, seams.
 
 `StreamDecoder` owns a synthesis' frame buffer, window planner and seam joiner. The
-pipeline feeds it token batches and asks it for chunks whenever frames arrived, or
-when `deadline` says the listener would otherwise run dry while frames are held back.
+pipeline feeds it token batches and asks it for windows (`plan`) whenever frames arrived,
+or when `deadline` says the listener would otherwise run dry while frames are held back,
+and decodes each; `chunks` does both in one call for callers off the per-frame path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from app.audio.joins import SeamJoiner
 from app.audio.schedule import BufferSchedule, Playback, ScheduleName, make_schedule
-from app.audio.windows import WindowPlanner
+from app.audio.windows import Window, WindowPlanner
 from app.codec.request import DecodeRequest
 from app.codec.service import CodecService
 from app.codec.tokens import FrameAssembler, FrameBuffer, InvalidPolicy
@@ -76,27 +77,38 @@ class StreamDecoder:
         """When (`time.perf_counter`) to ask for chunks again though no frame arrived."""
         return self._planner.deadline()
 
+    def plan(self, *, final: bool = False) -> list[Window]:
+        """The windows the schedule sends now (``final``: everything left), in order."""
+        return self._planner.plan(len(self._frames), final, now=perf_counter())
+
+    async def decode(self, window: Window) -> Pcm:
+        """One planned window's samples past its seam (empty while the joiner holds them)."""
+        request = DecodeRequest.of(
+            self._frames.frames,
+            window,
+            # The joiner crossfades into the context samples around each seam.
+            pad=self._pad,
+            stream=self._stream,
+            first=self._first,
+        )
+        started = perf_counter()
+        pcm = await self._codec.decode(request)
+        if isinstance(self._schedule, BufferSchedule):
+            self._schedule.observe_decode(perf_counter() - started)
+        self._first = False
+        return self._joiner.push(window, pcm)
+
+    def finish(self) -> Pcm:
+        """The joiner's last samples, once the final windows are decoded."""
+        return self._joiner.finish()
+
     async def chunks(self, *, final: bool = False) -> AsyncGenerator[Pcm, None]:
-        """Decode what the schedule sends now (``final``: everything left), in order."""
-        windows = self._planner.plan(len(self._frames), final, now=perf_counter())
-        for window in windows:
-            request = DecodeRequest.of(
-                self._frames.frames,
-                window,
-                # The joiner crossfades into the context samples around each seam.
-                pad=self._pad,
-                stream=self._stream,
-                first=self._first,
-            )
-            started = perf_counter()
-            pcm = await self._codec.decode(request)
-            if isinstance(self._schedule, BufferSchedule):
-                self._schedule.observe_decode(perf_counter() - started)
-            self._first = False
-            out = self._joiner.push(window, pcm)
+        """`plan` decoded, non-empty chunks only (``final``: and the joiner's tail)."""
+        for window in self.plan(final=final):
+            out = await self.decode(window)
             if out.size:
                 yield out
         if final:
-            tail = self._joiner.finish()
+            tail = self.finish()
             if tail.size:
                 yield tail

@@ -144,24 +144,24 @@ class SpeechPipeline:
         counted = 0
         finish: str | None = None
         async with aclosing(self.engine.stream(segment.prompt, segment.params)) as tokens:
+            # None: the listener would run dry, so send what can be sent.
             async for batch in _on_time(tokens, decoder):
-                if batch is None:  # the listener would run dry: send what can be sent
-                    async with aclosing(decoder.chunks()) as chunks:
-                        async for out in chunks:
-                            yield out
-                    continue
-                stats.completion_tokens += len(batch.token_ids)
-                counted += len(batch.token_ids)
-                if batch.usage is not None:
-                    # The backend's own counts (the stop token included) are what it billed.
-                    stats.prompt_tokens += batch.usage.prompt_tokens
-                    stats.completion_tokens += batch.usage.completion_tokens - counted
-                if batch.finish_reason is not None:
-                    finish = batch.finish_reason
-                if decoder.feed(batch.token_ids):
-                    async with aclosing(decoder.chunks()) as chunks:
-                        async for out in chunks:
-                            yield out
+                if batch is not None:
+                    stats.completion_tokens += len(batch.token_ids)
+                    counted += len(batch.token_ids)
+                    if batch.usage is not None:
+                        # The backend's own counts (the stop token included) are what it billed.
+                        stats.prompt_tokens += batch.usage.prompt_tokens
+                        stats.completion_tokens += batch.usage.completion_tokens - counted
+                    if batch.finish_reason is not None:
+                        finish = batch.finish_reason
+                    if not decoder.feed(batch.token_ids):
+                        continue
+                # Planned and decoded inline: this runs about once per frame of every stream.
+                for window in decoder.plan():
+                    out = await decoder.decode(window)
+                    if out.size:
+                        yield out
         assembler = decoder.assembler
         stats.invalid_tokens += assembler.invalid
         stats.non_audio_tokens += assembler.non_audio
