@@ -100,7 +100,8 @@ class CompletionStream(asyncio.Protocol):
         self._sse = SSEParser()
         self._transport: asyncio.Transport | None = None
         self._headers: asyncio.Future[None] = self._loop.create_future()
-        self._wake: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[bool] | None = None
+        """Resolved True by the sink's call, False when the wait's time is up."""
         self._woken = False  # the sink asked while nobody waited
         self._paused = False
         self.status = 0
@@ -183,14 +184,20 @@ class CompletionStream(asyncio.Protocol):
                 soft = min(deadline, self._loop.time() + patience)
         try:
             for limit in (soft, deadline) if soft < deadline else (deadline,):
-                self._wake = self._loop.create_future()  # a timeout cancels the one before
+                # A timer that resolves the wake-up, not asyncio.timeout: this runs once per
+                # frame of every stream, and a timeout's cancel-and-translate costs more.
+                self._wake = wake = self._loop.create_future()
+                timer = self._loop.call_at(limit, _expire, wake)
                 try:
-                    async with asyncio.timeout_at(limit):
-                        await self._wake
+                    woken = await wake
+                finally:
+                    timer.cancel()
+                # The sink may have asked after the time was up, before this task resumed.
+                if woken or self._woken:
+                    self._woken = False
                     return
-                except TimeoutError:
-                    if low is not None and limit < deadline:
-                        low.hold_off()  # waited long for the mark: take what is in
+                if low is not None and limit < deadline:
+                    low.hold_off()  # waited long for the mark: take what is in
         finally:
             self._wake = None
 
@@ -303,6 +310,11 @@ class CompletionStream(asyncio.Protocol):
 
     def _notify(self) -> None:
         if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+            self._wake.set_result(True)
         else:
             self._woken = True
+
+
+def _expire(wake: asyncio.Future[bool]) -> None:
+    if not wake.done():
+        wake.set_result(False)

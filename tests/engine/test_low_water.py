@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from app.engine.completion_events import CompletionEvents
-from app.engine.completion_stream import CompletionStream, Endpoint
+from app.engine.completion_stream import CompletionStream, Endpoint, _expire
 from app.engine.low_water import LowWater
 from app.vocab import CUSTOM_TOKEN_BASE
 
@@ -129,16 +129,25 @@ async def test_a_stream_that_ends_mid_frame_on_an_open_connection_is_not_held() 
     assert took < tokens / 200.0 + 1.0, took
 
 
+async def read_frames(
+    endpoint: Endpoint, frames: int
+) -> tuple[CompletionStream, CompletionEvents, list[int]]:
+    """A stream opened and read, as the engine reads, until ``frames`` frames are taken."""
+    loop = asyncio.get_running_loop()
+    events = CompletionEvents("m", frozenset({STOP}), wake_tokens=7)
+    stream = await CompletionStream.open(endpoint, "/", b"{}", {}, events, connect_timeout=2)
+    await stream.response()
+    got: list[int] = []
+    while len(got) < 7 * frames:
+        await stream.wait(loop.time() + 3.0)
+        got += events.take()
+    return stream, events, got
+
+
 async def test_a_stall_mid_frame_still_reads_what_came() -> None:
     async with backend(paced(7 * 4 + 2, 200.0, finish=False)) as endpoint:
         loop = asyncio.get_running_loop()
-        events = CompletionEvents("m", frozenset({STOP}), wake_tokens=7)
-        stream = await CompletionStream.open(endpoint, "/", b"{}", {}, events, connect_timeout=2)
-        await stream.response()
-        got: list[int] = []
-        while len(got) < 28:
-            await stream.wait(loop.time() + 3.0)
-            got += events.take()
+        stream, events, got = await read_frames(endpoint, 4)
         waited = loop.time()
         await stream.wait(waited + 2.0)  # the frame never completes: no wake until then
         stream.close()
@@ -168,3 +177,21 @@ def test_the_mark_follows_the_bytes_of_the_tokens_still_wanted() -> None:
             low.observe(200, 1, now=0.02)
             low.want(1)
             assert low.mark == 100  # half a token: the last one is never held for the next
+
+
+async def test_a_call_from_the_sink_just_after_the_patience_ran_out_is_not_missed() -> None:
+    async with backend(paced(7 * 3, 200.0, finish=False)) as endpoint:
+        loop = asyncio.get_running_loop()
+        stream, events, _ = await read_frames(endpoint, 3)
+        low = stream._low_water
+        assert low is not None and low.patience(events.wanted) is not None  # two limits
+        waiter = asyncio.create_task(stream.wait(loop.time() + 30.0))
+        await asyncio.sleep(0)  # it waits under the mark's patience
+        wake = stream._wake
+        assert wake is not None
+        # The patience runs out and, before the reader resumes, the sink asks for it: the
+        # reader returns now, not at the deadline.
+        _expire(wake)
+        stream._notify()
+        await asyncio.wait_for(waiter, 2.0)
+        stream.close()
