@@ -7,7 +7,7 @@ token is reported as `NON_TOKEN` so the framer can count it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -47,12 +47,23 @@ class TokenBatch:
     """Token ids that arrived together; the last batch of a stream has `finish_reason`.
 
     `usage` is set on a batch when the backend reported token counts (vLLM does with
-    `stream_options.include_usage`).
+    `stream_options.include_usage`). A batch with none of the three is a tick: the
+    consumer's wake-up time came first (`WakeAt`).
     """
 
     token_ids: list[int]
     finish_reason: FinishReason | None = None
     usage: EngineUsage | None = None
+
+    @property
+    def tick(self) -> bool:
+        return not self.token_ids and self.finish_reason is None and self.usage is None
+
+
+WakeAt = Callable[[], float | None]
+"""When (`time.perf_counter`) a stream's consumer wants control back though no token came,
+asked before each wait (None: only for tokens); the stream then yields a tick. Timing the
+wait inside the engine spares the consumer a task per batch, once per frame of a stream."""
 
 
 class EngineLoadError(RuntimeError):
@@ -70,7 +81,7 @@ class TokenEngine(Protocol):
     name: str
 
     def stream(
-        self, prompt: Prompt, params: GenerationParams
+        self, prompt: Prompt, params: GenerationParams, *, wake: WakeAt | None = None
     ) -> AsyncGenerator[TokenBatch, None]: ...
 
     async def ready(self) -> bool:

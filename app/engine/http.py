@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from app.engine.backend_errors import error_message, status_error
-from app.engine.base import GenerationParams, Prompt, TokenBatch
+from app.engine.base import GenerationParams, Prompt, TokenBatch, WakeAt
 from app.engine.completion_events import CompletionEvents
 from app.engine.completion_stream import CompletionStream, Endpoint, StreamBroken, Unreachable
 from app.engine.replicas import BreakerPolicy, Replica, ReplicaHealth, ReplicaSet
@@ -29,6 +30,8 @@ from app.errors import BackendError, BackendTimeout, BackendUnavailable, Gateway
 
 _DRAIN_TIMEOUT = 2.0
 _COMPLETIONS = "/v1/completions"
+_CLOCK_SLACK = 0.002
+"""Seconds: the loop's clock may run a tick behind `time.perf_counter` (libuv's is coarse)."""
 
 
 def completion_request_body(model: str, prompt: Prompt, params: GenerationParams) -> dict[str, Any]:
@@ -201,14 +204,14 @@ class HttpCompletionsEngine:
             replica.in_flight -= 1
 
     async def stream(
-        self, prompt: Prompt, params: GenerationParams
+        self, prompt: Prompt, params: GenerationParams, *, wake: WakeAt | None = None
     ) -> AsyncGenerator[TokenBatch, None]:
         deadline = asyncio.get_running_loop().time() + self._first_token_timeout
         body = json.dumps(completion_request_body(self.model, prompt, params)).encode()
         attempt = 0
         while True:
             try:
-                async with aclosing(self._attempt(body, params, deadline)) as batches:
+                async with aclosing(self._attempt(body, params, deadline, wake)) as batches:
                     async for batch in batches:
                         yield batch
                 return
@@ -220,7 +223,7 @@ class HttpCompletionsEngine:
                 attempt += 1
 
     async def _attempt(
-        self, body: bytes, params: GenerationParams, deadline: float
+        self, body: bytes, params: GenerationParams, deadline: float, wake: WakeAt | None
     ) -> AsyncGenerator[TokenBatch, None]:
         loop = asyncio.get_running_loop()
         events = CompletionEvents(
@@ -231,7 +234,12 @@ class HttpCompletionsEngine:
                 raise await self._http_error(response, deadline)
             got_token = False
             while True:
-                await response.wait(deadline)
+                limit = deadline
+                wake_at = wake() if wake is not None else None
+                if wake_at is not None:
+                    limit = min(deadline, loop.time() + wake_at - time.perf_counter())
+                woken_by_consumer = limit < deadline
+                await response.wait(limit)
                 ids = events.take()
                 finished = events.finish is not None
                 if ids:
@@ -265,6 +273,8 @@ class HttpCompletionsEngine:
                     raise BackendTimeout(
                         f"token backend sent no token within {self._first_token_timeout:g} s"
                     )
+                if woken_by_consumer and not ids and now >= limit - _CLOCK_SLACK:
+                    yield TokenBatch([])  # a tick: the consumer's time came first
 
     async def _drain(self, response: CompletionStream, events: CompletionEvents) -> None:
         """Wait briefly for what follows the finish (usage, [DONE]); never fails."""

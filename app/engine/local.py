@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from app.engine.base import (
     GenerationParams,
     Prompt,
     TokenBatch,
+    WakeAt,
 )
 from app.engine.constraints import OrpheusSampler
 from app.errors import BackendError, BackendUnavailable, InvalidRequest, Overloaded
@@ -186,7 +188,7 @@ class LocalEngine:
         await asyncio.to_thread(_join_all, threads, _JOIN_TIMEOUT_S)
 
     async def stream(
-        self, prompt: Prompt, params: GenerationParams
+        self, prompt: Prompt, params: GenerationParams, *, wake: WakeAt | None = None
     ) -> AsyncGenerator[TokenBatch, None]:
         input_ids = self.prompt_ids(prompt)
         max_new = self._max_new_tokens(len(input_ids), params.max_tokens)
@@ -219,7 +221,17 @@ class LocalEngine:
             started = True
             count, stopped = 0, False
             while True:
-                items = [await inbox.get()]
+                wake_at = wake() if wake is not None and inbox.empty() else None
+                if wake_at is not None:
+                    try:
+                        async with asyncio.timeout(max(0.0, wake_at - time.perf_counter())):
+                            first = await inbox.get()
+                    except TimeoutError:
+                        yield TokenBatch([])  # a tick: the consumer's time came first
+                        continue
+                else:
+                    first = await inbox.get()
+                items = [first]
                 while not inbox.empty():
                     items.append(inbox.get_nowait())
                 ids: list[int] = []

@@ -26,7 +26,7 @@ from app.audio.pcm import SAMPLE_RATE
 from app.audio.schedule import Playback
 from app.audio.speed import TempoStream
 from app.codec.service import CodecService
-from app.engine.base import GenerationParams, Prompt, TokenBatch, TokenEngine
+from app.engine.base import GenerationParams, Prompt, TokenEngine
 from app.errors import BackendError, Overloaded
 from app.service.decoding import PipelineConfig, StreamDecoder
 from app.service.segmented import ExtraSlot, joined_pcm
@@ -143,10 +143,13 @@ class SpeechPipeline:
         )
         counted = 0
         finish: str | None = None
-        async with aclosing(self.engine.stream(segment.prompt, segment.params)) as tokens:
-            # None: the listener would run dry, so send what can be sent.
-            async for batch in _on_time(tokens, decoder):
-                if batch is not None:
+        wake = _ListenerWake(decoder)
+        stream = self.engine.stream(segment.prompt, segment.params, wake=wake)
+        async with aclosing(stream) as tokens:
+            async for batch in tokens:
+                if batch.tick:  # the listener would run dry: send what can be sent
+                    wake.missed = decoder.deadline()
+                else:
                     stats.completion_tokens += len(batch.token_ids)
                     counted += len(batch.token_ids)
                     if batch.usage is not None:
@@ -188,46 +191,18 @@ class SpeechPipeline:
                 yield out
 
 
-async def _on_time(
-    tokens: AsyncGenerator[TokenBatch, None], decoder: StreamDecoder
-) -> AsyncGenerator[TokenBatch | None, None]:
-    """The engine's batches, and None whenever the decoder's deadline passes first.
+class _ListenerWake:
+    """The engine's `WakeAt` for one segment: the decoder's deadline (frames are held back
+    and the listener would run dry by then), unless that deadline already passed with
+    nothing to send (``missed``), which would only wake the stream again at once."""
 
-    Only while a deadline is set is the next batch awaited in a task of its own (so the
-    wait can time out without cancelling the engine); otherwise it is awaited directly.
-    """
-    pending: asyncio.Future[TokenBatch] | None = None
-    missed: float | None = None
-    try:
-        while True:
-            deadline = decoder.deadline()
-            if deadline is not None and deadline == missed:
-                deadline = None  # it sent nothing at that deadline: do not spin on it
-            if pending is None:
-                if deadline is None:
-                    try:
-                        yield await anext(tokens)
-                    except StopAsyncIteration:
-                        return
-                    continue
-                pending = asyncio.ensure_future(anext(tokens))
-            if not pending.done():
-                timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
-                await asyncio.wait({pending}, timeout=timeout)
-                if not pending.done():
-                    missed = deadline
-                    yield None
-                    continue
-            arrived, pending = pending, None
-            try:
-                batch = arrived.result()
-            except StopAsyncIteration:
-                return
-            yield batch
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+    def __init__(self, decoder: StreamDecoder) -> None:
+        self._decoder = decoder
+        self.missed: float | None = None
+
+    def __call__(self) -> float | None:
+        deadline = self._decoder.deadline()
+        return None if deadline == self.missed else deadline
 
 
 class SpeechStream:

@@ -611,3 +611,38 @@ async def test_an_html_error_page_is_not_relayed(
     with pytest.raises(BackendError) as caught:
         await collect(engine)
     assert "<" not in caught.value.message and "nginx" not in caught.value.message
+
+
+async def test_the_consumers_wake_up_comes_as_a_tick_while_the_backend_pauses(
+    engine: HttpCompletionsEngine, vllm: VLLMServer
+) -> None:
+    vllm.push(Script(tokens=[*AUDIO, END_OF_SPEECH], pause_after=7, pause=0.8))
+    due: list[float] = []
+
+    def wake() -> float | None:
+        return due[0] if due else None
+
+    seen: list[str] = []
+    batches: list[TokenBatch] = []
+    async for batch in engine.stream(PROMPT, PARAMS, wake=wake):
+        if batch.tick:
+            seen.append("tick")
+            due.clear()  # one is enough: then wait for tokens again
+            continue
+        batches.append(batch)
+        seen += ["token"] * len(batch.token_ids)
+        if len(seen) == 7:  # the first frame is in; the backend pauses before the next
+            due.append(time.perf_counter() + 0.1)
+    assert ids(batches) == AUDIO
+    check_finished(batches, "stop")
+    # The tick came in the pause, between the first frame and the second, and only once.
+    assert seen == ["token"] * 7 + ["tick"] + ["token"] * 14
+
+
+async def test_a_stream_without_a_wake_up_has_no_ticks(
+    engine: HttpCompletionsEngine, vllm: VLLMServer
+) -> None:
+    vllm.push(Script(tokens=[*AUDIO, END_OF_SPEECH], pause_after=7, pause=0.3))
+    batches = await collect(engine)
+    assert not any(batch.tick for batch in batches)
+    assert ids(batches) == AUDIO

@@ -340,3 +340,22 @@ def test_the_engine_name_does_not_reveal_where_the_weights_are(
     # /health shows the name to anyone who can reach it.
     assert short_engine.name == "local"
     assert str(model_dir) not in short_engine.name
+
+
+async def test_a_wake_up_that_comes_before_a_token_is_a_tick_and_changes_no_token(
+    short_engine: LocalEngine,
+) -> None:
+    params = GenerationParams(28, seed=5, stop_token_ids=STOP)
+    plain = await collect(short_engine, PROMPT, params)
+    woken: list[TokenBatch] = []
+    ticks = 0
+    # Always due: whenever no token waits, the stream hands control back at once.
+    async for batch in short_engine.stream(PROMPT, params, wake=lambda: time.perf_counter() - 1):
+        if batch.tick:
+            ticks += 1
+        else:
+            woken.append(batch)
+    assert ticks >= 1
+    assert not any(batch.tick for batch in plain)
+    assert [i for b in woken for i in b.token_ids] == [i for b in plain for i in b.token_ids]
+    assert (woken[-1].finish_reason, woken[-1].usage) == (plain[-1].finish_reason, plain[-1].usage)
