@@ -9,7 +9,9 @@ concurrent ``/v1/audio/speech`` streams of ``--frames`` frames each.
 Per setting it prints:
 - ttfa p50/p99: request to the first audio bytes
 - stall p50/p99: total time a player that starts at the first byte waits with an
-  empty buffer, per stream; ``stalled``: streams with any stall over 1 ms
+  empty buffer, per stream; ``stalled``: streams with any stall over 1 ms;
+  ``stall_early_share``: the part of all streams' stall that fell within the first second
+  of playback (the start-up) rather than later
 - chunks: mean audio chunks per stream; the first three chunk sizes in frames (median)
 - loop / codec / other CPU ms per delivered audio-second: the gateway's threads,
   read from /proc (the main thread runs the event loop; the codec worker names itself
@@ -20,6 +22,12 @@ Per setting it prints:
     python bench/realtime_pacing.py --streams 1,16,64 --rates 82,200
     python bench/realtime_pacing.py --streams 64 --rates 82 --formats pcm,mp3,opus,aac
     python bench/realtime_pacing.py --streams 1,16 --schedule doubling,buffer
+    python bench/realtime_pacing.py --streams 64 --rates 82 --gateway-root ../before --alternate 6
+
+``--alternate K`` runs the variants in turn, K rounds (order reversed every other round),
+and ends with each variant's mean loop CPU and its per-round ratio to the first variant:
+on a shared VM the loop's cost drifts by more than the change being measured within the
+minutes one variant after the other takes.
 """
 
 from __future__ import annotations
@@ -278,6 +286,8 @@ class StreamResult:
     ttfa: float = float("nan")
     stall: float = 0.0
     audio: float = 0.0
+    stall_early: float = 0.0
+    """The part of ``stall`` within the first second of playback (the start-up)."""
     chunks: list[float] = field(default_factory=list)
     """Seconds of audio per received chunk (pcm: exact; other formats: not used)."""
     error: str | None = None
@@ -287,7 +297,7 @@ async def one_stream(client: httpx.AsyncClient, url: str, fmt: str, seed: int) -
     result = StreamResult()
     body = {"model": "tts-1", "voice": "tara", "input": f"Stream {seed}.", "response_format": fmt}
     started = time.perf_counter()
-    play_end = 0.0
+    play_end = playing_from = 0.0
     received = 0
     try:
         async with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
@@ -302,9 +312,13 @@ async def one_stream(client: httpx.AsyncClient, url: str, fmt: str, seed: int) -
                 if result.ttfa != result.ttfa:  # the first audio bytes
                     result.ttfa = now - started
                     play_end = now + seconds
+                    playing_from = now
                 else:
                     if now > play_end:
+                        played = play_end - playing_from - result.stall  # when it ran dry
                         result.stall += now - play_end
+                        if played < 1.0:
+                            result.stall_early += now - play_end
                         play_end = now
                     play_end += seconds
     except httpx.HTTPError as exc:
@@ -346,6 +360,7 @@ def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, 
         audio = sum(r.audio for r in ok)
     cpu = {k: (after[k] - before[k]) * 1000 / audio if audio else float("nan") for k in after}
     sizes = [[c / FRAME_SECONDS for c in r.chunks[:3]] for r in ok if len(r.chunks) >= 3]
+    total_stall = sum(r.stall for r in ok)
     return {
         "streams": streams,
         "format": fmt,
@@ -355,6 +370,7 @@ def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, 
         "stall_p50_ms": pct([r.stall * 1000 for r in ok], 50),
         "stall_p99_ms": pct([r.stall * 1000 for r in ok], 99),
         "stalled": sum(r.stall > 0.001 for r in ok),
+        "stall_early_share": sum(r.stall_early for r in ok) / total_stall if total_stall else 0.0,
         "chunks": statistics.mean(len(r.chunks) for r in ok) if ok else float("nan"),
         "first_chunks": [round(statistics.median(s[i] for s in sizes), 1) for i in range(3)]
         if sizes and fmt == "pcm"
@@ -383,6 +399,27 @@ def _loop_split(
     }
 
 
+def summarize_rounds(rows: list[dict[str, object]]) -> None:
+    """Per setting: each variant's mean loop CPU, and per round its ratio to the first."""
+    settings: dict[tuple[object, ...], dict[object, dict[object, float]]] = {}
+    for row in rows:
+        key = (row["rate"], row["format"], row["streams"])
+        loop = row["loop_ms_per_audio_s"]
+        assert isinstance(loop, float)
+        settings.setdefault(key, {}).setdefault(row["schedule"], {})[row["round"]] = loop
+    for (rate, fmt, streams), by_variant in settings.items():
+        first = next(iter(by_variant.values()))
+        for name, loops in by_variant.items():
+            ratios = [loops[k] / first[k] for k in loops if first.get(k)]
+            print(
+                f"# {rate:g} tokens/s {fmt} {streams} streams {name}: loop mean "
+                f"{statistics.mean(loops.values()):.2f} ms/audio-s; per round "
+                f"{' '.join(f'{v:.2f}' for v in loops.values())}; ratio to the first "
+                f"{' '.join(f'{r:.3f}' for r in ratios)} (mean {statistics.mean(ratios):.3f})",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -409,6 +446,9 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for the gateway"
     )
+    parser.add_argument(
+        "--alternate", type=int, default=0, metavar="K", help="K rounds alternating the variants"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--serve-backend", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=82.0, help=argparse.SUPPRESS)
@@ -430,20 +470,27 @@ def main() -> None:
         with paced_backend(rate, args.frames, args.tokens_per_event) as backend:
             variants = [(ROOT, schedule) for schedule in schedules]
             variants += [(root.resolve(), "") for root in args.gateway_root]
-            for root, schedule in variants:
-                env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
-                gateway = start_gateway(backend, snac_dir, env, root)
-                name = (schedule or "default") if root == ROOT else f"root:{root.name}"
-                try:
-                    for fmt in args.formats.split(","):
-                        for n in [int(s) for s in args.streams.split(",")]:
-                            row = {"rate": rate, "schedule": name}
-                            row |= measure(gateway, n, fmt, args.frames)
-                            rows.append(row)
-                            print(json.dumps(row), flush=True)
-                finally:
-                    gateway.process.send_signal(signal.SIGINT)
-                    gateway.process.wait(30)
+            rounds = [
+                (k, variants if k % 2 == 0 else variants[::-1])
+                for k in range(max(1, args.alternate))
+            ]
+            for k, order in rounds:
+                for root, schedule in order:
+                    env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
+                    gateway = start_gateway(backend, snac_dir, env, root)
+                    name = (schedule or "default") if root == ROOT else f"root:{root.name}"
+                    try:
+                        for fmt in args.formats.split(","):
+                            for n in [int(s) for s in args.streams.split(",")]:
+                                row = {"rate": rate, "schedule": name, "round": k}
+                                row |= measure(gateway, n, fmt, args.frames)
+                                rows.append(row)
+                                print(json.dumps(row), flush=True)
+                    finally:
+                        gateway.process.send_signal(signal.SIGINT)
+                        gateway.process.wait(30)
+    if args.alternate:
+        summarize_rounds(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
