@@ -148,7 +148,7 @@ class SpeechPipeline:
         async with aclosing(stream) as tokens:
             async for batch in tokens:
                 if batch.tick:  # the listener would run dry: send what can be sent
-                    wake.missed = decoder.deadline()
+                    wake.passed()
                 else:
                     stats.completion_tokens += len(batch.token_ids)
                     counted += len(batch.token_ids)
@@ -194,15 +194,21 @@ class SpeechPipeline:
 class _ListenerWake:
     """The engine's `WakeAt` for one segment: the decoder's deadline (frames are held back
     and the listener would run dry by then), unless that deadline already passed with
-    nothing to send (``missed``), which would only wake the stream again at once."""
+    nothing to send, which would only wake the stream again at once."""
 
     def __init__(self, decoder: StreamDecoder) -> None:
         self._decoder = decoder
-        self.missed: float | None = None
+        self._asked: float | None = None
+        self._missed: float | None = None
 
     def __call__(self) -> float | None:
         deadline = self._decoder.deadline()
-        return None if deadline == self.missed else deadline
+        self._asked = None if deadline == self._missed else deadline
+        return self._asked
+
+    def passed(self) -> None:
+        """The engine ticked: the deadline it was given has passed."""
+        self._missed = self._asked
 
 
 class SpeechStream:
