@@ -125,7 +125,14 @@ def test_a_failing_first_segment_is_a_status(url: str, vllm: VLLMServer) -> None
 
 
 def test_a_failing_later_segment_ends_sse_with_an_error(url: str, vllm: VLLMServer) -> None:
-    vllm.push(Script(), Script(frames=FRAMES, inband_error_after=14))
+    first = expected_segments(url, LONG)[0]
+    # Chosen by prompt, not by arrival: the second segment is requested at once, generated
+    # ahead, and may reach the backend before the first.
+    vllm.default_script = lambda body: (
+        Script()
+        if spoken(body["prompt"]) == first
+        else Script(frames=FRAMES, inband_error_after=14)
+    )
     body = {"model": "tts-1", "voice": "tara", "input": LONG, "response_format": "pcm"}
     events = []
     with httpx.stream(
