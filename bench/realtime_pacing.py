@@ -10,8 +10,8 @@ Per setting it prints:
 - ttfa p50/p99: request to the first audio bytes
 - stall p50/p99: total time a player that starts at the first byte waits with an
   empty buffer, per stream; ``stalled``: streams with any stall over 1 ms;
-  ``stall_early_share``: the part of all streams' stall that fell within the first second
-  of playback (the start-up) rather than later
+  ``stall_early_share`` / ``stall_end_share``: the parts of all streams' stall that fell
+  within the first second of playback (the start-up) and within its last second (the end)
 - chunks: mean audio chunks per stream; the first three chunk sizes in frames (median)
 - loop / codec / other CPU ms per delivered audio-second: the gateway's threads,
   read from /proc (the main thread runs the event loop; the codec worker names itself
@@ -88,6 +88,10 @@ async def _serve_backend(port: int, rate: float, frames: int, per_event: int = 1
                     await writer.drain()
                     continue
                 await _stream(writer, json.loads(body), rate, frames, per_event)
+                if headers.get("connection", "").lower() == "close":
+                    # As uvicorn (vLLM's server) does: the FIN is what tells a reader
+                    # holding a receive low-water mark that the stream's last bytes are in.
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -286,8 +290,8 @@ class StreamResult:
     ttfa: float = float("nan")
     stall: float = 0.0
     audio: float = 0.0
-    stall_early: float = 0.0
-    """The part of ``stall`` within the first second of playback (the start-up)."""
+    stalls: list[tuple[float, float]] = field(default_factory=list)
+    """Each wait: (seconds of audio played before it ran dry, seconds waited)."""
     chunks: list[float] = field(default_factory=list)
     """Seconds of audio per received chunk (pcm: exact; other formats: not used)."""
     error: str | None = None
@@ -316,9 +320,8 @@ async def one_stream(client: httpx.AsyncClient, url: str, fmt: str, seed: int) -
                 else:
                     if now > play_end:
                         played = play_end - playing_from - result.stall  # when it ran dry
+                        result.stalls.append((played, now - play_end))
                         result.stall += now - play_end
-                        if played < 1.0:
-                            result.stall_early += now - play_end
                         play_end = now
                     play_end += seconds
     except httpx.HTTPError as exc:
@@ -361,6 +364,7 @@ def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, 
     cpu = {k: (after[k] - before[k]) * 1000 / audio if audio else float("nan") for k in after}
     sizes = [[c / FRAME_SECONDS for c in r.chunks[:3]] for r in ok if len(r.chunks) >= 3]
     total_stall = sum(r.stall for r in ok)
+    waits = [wait for r in ok for wait in r.stalls]
     return {
         "streams": streams,
         "format": fmt,
@@ -370,7 +374,10 @@ def measure(gateway: Gateway, streams: int, fmt: str, frames: int) -> dict[str, 
         "stall_p50_ms": pct([r.stall * 1000 for r in ok], 50),
         "stall_p99_ms": pct([r.stall * 1000 for r in ok], 99),
         "stalled": sum(r.stall > 0.001 for r in ok),
-        "stall_early_share": sum(r.stall_early for r in ok) / total_stall if total_stall else 0.0,
+        "stall_early_share": sum(w for p, w in waits if p < 1.0) / total_stall if waits else 0.0,
+        "stall_end_share": sum(w for p, w in waits if p > expected - 1.0) / total_stall
+        if waits
+        else 0.0,
         "chunks": statistics.mean(len(r.chunks) for r in ok) if ok else float("nan"),
         "first_chunks": [round(statistics.median(s[i] for s in sizes), 1) for i in range(3)]
         if sizes and fmt == "pcm"

@@ -49,29 +49,58 @@ def plan_groups(
 
     A request joins a longer group when the padding is at most ``max_padding`` of the
     group's length and goes on a side at least ``receptive_field`` (and 1) frames from
-    its exact region; otherwise it needs a group of its exact length. Groups come back
-    ordered by their earliest request, so the caller's priority order is kept.
+    its exact region; otherwise it needs a group of its exact length. It joins only
+    where the group's exact region, the span every row of the call computes (the crop is
+    one for all), stays within ``1 + max_padding`` times each member's own: a stream's
+    last window (four kept frames) in a call of one-frame windows would make every row
+    decode four. Groups come back ordered by their earliest request, so the caller's
+    priority order is kept.
     """
     order = sorted(range(len(requests)), key=lambda i: (-requests[i].length, i))
-    groups: list[tuple[int, list[Slot]]] = []
+    groups: list[_Forming] = []
     for i in order:
         r = requests[i]
         n = r.length
         left_ok, right_ok = paddable_sides(n, r.keep, r.pad, receptive_field=receptive_field)
-        for length, slots in reversed(groups):  # shortest first: least padding
-            extra = length - n
+        first, end = r.exact_region
+        for group in reversed(groups):  # shortest first: least padding
+            extra = group.length - n
             if extra == 0:
-                slots.append(Slot(i, 0, 0))
-                break
-            if (left_ok or right_ok) and extra <= max_padding * length:
-                slots.append(Slot(i, 0, extra) if right_ok else Slot(i, extra, 0))
+                slot = Slot(i, 0, 0)
+            elif (left_ok or right_ok) and extra <= max_padding * group.length:
+                slot = Slot(i, 0, extra) if right_ok else Slot(i, extra, 0)
+            else:
+                continue
+            if group.admits(first + slot.left, end + slot.left, max_padding):
+                group.add(slot, first + slot.left, end + slot.left)
                 break
         else:
-            groups.append((n, [Slot(i, 0, 0)]))
+            groups.append(_Forming(n, [Slot(i, 0, 0)], first, end, end - first))
     planned = [
-        Group(length, tuple(sorted(slots, key=lambda s: s.index))) for length, slots in groups
+        Group(group.length, tuple(sorted(group.slots, key=lambda s: s.index))) for group in groups
     ]
     return sorted(planned, key=lambda g: g.slots[0].index)
+
+
+@dataclass
+class _Forming:
+    """A group being planned: its members and the union of their exact regions."""
+
+    length: int
+    slots: list[Slot]
+    first: int
+    end: int
+    narrowest: int
+    """The smallest exact region of a member, in frames."""
+
+    def admits(self, first: int, end: int, max_padding: float) -> bool:
+        span = max(self.end, end) - min(self.first, first)
+        return span <= (1 + max_padding) * min(self.narrowest, end - first)
+
+    def add(self, slot: Slot, first: int, end: int) -> None:
+        self.slots.append(slot)
+        self.first, self.end = min(self.first, first), max(self.end, end)
+        self.narrowest = min(self.narrowest, end - first)
 
 
 def paddable_sides(

@@ -52,6 +52,13 @@ def test_groups_pad_only_far_from_the_exact_region(
             assert slot.left == 0 or first >= margin
             assert slot.right == 0 or r.length - end >= margin
             assert slot.left + slot.right <= max_padding * group.length
+        # One crop for the whole call: no member computes much more than its own region.
+        regions = [
+            (requests[s.index].exact_region[0] + s.left, requests[s.index].exact_region[1] + s.left)
+            for s in group.slots
+        ]
+        span = max(end for _, end in regions) - min(first for first, _ in regions)
+        assert span <= (1 + max_padding) * min(end - first for first, end in regions)
     firsts = [group.slots[0].index for group in groups]
     assert firsts == sorted(firsts)
 
@@ -76,19 +83,31 @@ def test_a_batch_holds_each_request_and_splits_back_to_it(requests: list[DecodeR
 
 
 def test_stream_edges_are_never_padded() -> None:
-    first, last, whole, long = (
+    # Longer windows whose kept frames line up with the edge windows' once those are padded.
+    first, last, whole, first_partner, last_partner = (
         request(4, 0, 1),
         request(7, 3, 7),
         request(6, 0, 6),
-        request(8, 3, 5),
+        request(6, 0, 1),
+        request(8, 4, 8),
     )
-    groups = plan_groups([long, first, last, whole], receptive_field=3, max_padding=1.0)
+    requests = [first, last, whole, first_partner, last_partner]
+    groups = plan_groups(requests, receptive_field=3, max_padding=1.0)
     slots = {slot.index: slot for group in groups for slot in group.slots}
-    assert slots[1].left == 0 and slots[1].right > 0  # first window: right side only
-    assert slots[2].left > 0 and slots[2].right == 0  # last window: left side only
-    assert (slots[3].left, slots[3].right) == (0, 0)  # touches both edges: exact length
-    lengths = {slot.index: group.length for group in groups for slot in group.slots}
-    assert lengths == {0: 8, 1: 6, 2: 8, 3: 6}  # the least padding that fits
+    assert (slots[0].left, slots[0].right) == (0, 2)  # first window: right side only
+    assert (slots[1].left, slots[1].right) == (1, 0)  # last window: left side only
+    assert (slots[2].left, slots[2].right) == (0, 0)  # touches both edges: exact length
+    members = sorted(sorted(slot.index for slot in group.slots) for group in groups)
+    assert members == [[0, 3], [1, 4], [2]]
+
+
+def test_a_last_window_is_not_batched_with_one_frame_windows() -> None:
+    # Both are 7 frames long; sharing one crop would make every row decode four frames.
+    middles = [request(7, 3, 4, seed=k) for k in range(5)]
+    last = request(7, 3, 7)
+    groups = plan_groups([*middles, last], receptive_field=3)
+    assert [[slot.index for slot in group.slots] for group in groups] == [[0, 1, 2, 3, 4], [5]]
+    assert assemble([*middles, last], groups[0]).keep == (3, 4)
 
 
 def test_pad_widens_the_exact_region() -> None:

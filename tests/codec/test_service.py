@@ -188,10 +188,20 @@ async def test_first_and_last_windows_batched_with_padding_match_the_offline_dec
     planner = WindowPlanner(context=3, first_frames=1, max_frames=8)
     windows = planner.plan(19) + planner.plan(23, final=True)
     assert windows[0].start == 0 and windows[-1].end == 23
-    # Another stream's long windows go in the same batch, so the edges could be padded.
-    other = [frames(12, seed=8 + i) for i in range(3)]
+    # Other streams' longer windows, whose kept frames line up with the edge windows' once
+    # those are padded (the first on its right, the last on its left), go in the same batch.
+    edges = [(windows[0], 0), (windows[-1], 4)]
+    other = [
+        (frames(w.end - w.start + 4, seed=8 + i), w.keep_start - w.start + shift)
+        for i, (w, shift) in enumerate(edges)
+    ]
+    spans = [
+        (start, start + w.keep_end - w.keep_start)
+        for (_, start), (w, _) in zip(other, edges, strict=True)
+    ]
     tasks = [asyncio.create_task(service.decode(DecodeRequest.of(stream, w))) for w in windows] + [
-        asyncio.create_task(service.decode(req(f, 3, 9))) for f in other
+        asyncio.create_task(service.decode(req(f, lo, hi)))
+        for (f, _), (lo, hi) in zip(other, spans, strict=True)
     ]
     await queued(service, len(tasks))
     service.start()
@@ -204,8 +214,8 @@ async def test_first_and_last_windows_batched_with_padding_match_the_offline_dec
         ]
     )
     assert np.abs(audio - codec.decode(stream)).max() <= TOLERANCE
-    for f, pcm in zip(other, results[len(windows) :], strict=True):
-        assert_kept_equal(codec, f, 3, 9, pcm)
+    for (f, _), (lo, hi), pcm in zip(other, spans, results[len(windows) :], strict=True):
+        assert_kept_equal(codec, f, lo, hi, pcm)
     # The first window went out padded on its right, the last on its left.
     first, last = stream[: windows[0].end], stream[windows[-1].start :]
     rows = [row for call in recording.calls for row in call]
