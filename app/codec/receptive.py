@@ -13,7 +13,6 @@ is not known (e.g. attention) disables the plan, and windows are decoded whole.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -102,13 +101,30 @@ def run_cropped(
         x = stage.module(x)
         offset *= stage.rate // rate
         rate = stage.rate
-        # +1: rounding pad to this stage's rate may lose a sample.
-        extra = stage.margin + math.ceil(pad * rate / SAMPLES_PER_FRAME) + 1
-        start, stop = max(0, lo * rate - extra), min(n * rate, hi * rate + extra)
+        start, stop = crop_bounds(n, lo, hi, pad, rate, stage.margin, SAMPLES_PER_FRAME)
         x = x[..., start - offset : stop - offset]
         offset = start
-    out = torch.zeros((x.shape[0], n * SAMPLES_PER_FRAME), dtype=x.dtype, device=x.device)
-    start = max(0, lo * SAMPLES_PER_FRAME - pad)
-    stop = min(n * SAMPLES_PER_FRAME, hi * SAMPLES_PER_FRAME + pad)
+    return place_kept(x, n, lo, hi, pad, offset, SAMPLES_PER_FRAME)
+
+
+def crop_bounds(
+    n: int, lo: int, hi: int, pad: int, rate: int, margin: int, frame: int
+) -> tuple[int, int]:
+    """The samples of a stage's output (``rate`` a frame) that frames ``[lo, hi)`` plus
+    ``pad`` output samples each side depend on, given the later stages' ``margin``.
+    Integer arithmetic only: `app.codec.scripted` runs this in TorchScript."""
+    # The pad rounded up to this stage's rate, and +1: rounding may lose a sample.
+    extra = margin + (pad * rate + frame - 1) // frame + 1
+    return max(0, lo * rate - extra), min(n * rate, hi * rate + extra)
+
+
+def place_kept(
+    x: torch.Tensor, n: int, lo: int, hi: int, pad: int, offset: int, frame: int
+) -> torch.Tensor:
+    """The ``(B, n * frame)`` result of the last stage's cropped output ``x``, which starts
+    at sample ``offset``: the kept samples in place, zeros elsewhere."""
+    out = torch.zeros((x.shape[0], n * frame), dtype=x.dtype, device=x.device)
+    start = max(0, lo * frame - pad)
+    stop = min(n * frame, hi * frame + pad)
     out[:, start:stop] = x.reshape(x.shape[0], -1)[:, start - offset : stop - offset]
     return out

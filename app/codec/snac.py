@@ -33,6 +33,7 @@ with warnings.catch_warnings():
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.codec.receptive import plan_stages, run_cropped
+from app.codec.scripted import ScriptedDecode, script_decode
 from app.codec.tokens import C1_SLOTS, C2_SLOTS, Frames, codes_to_frames
 from app.vocab import CODEBOOK_SIZE, TOKENS_PER_FRAME
 
@@ -93,7 +94,8 @@ class SnacCodec:
     decoder stage the activations are cropped to that region plus the receptive
     radius of the stages still to run, so the expensive high-rate stages skip
     the context frames. Those samples equal the full window decode; the others
-    are returned as zeros, so the result keeps the window's length.
+    are returned as zeros, so the result keeps the window's length. On the CPU
+    the whole decode is one TorchScript call (`scripted`), without the GIL.
     """
 
     def __init__(
@@ -103,9 +105,11 @@ class SnacCodec:
         noise: bool = True,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
+        script: bool = True,
     ) -> None:
         """``dtype``: the decoder's precision; codes, the quantizer and encoding stay float32
-        (a half-precision nearest-code search would pick other codes)."""
+        (a half-precision nearest-code search would pick other codes). ``script``: on the
+        CPU, decode through TorchScript (`app.codec.scripted`; False: eagerly)."""
         _check_config(model.sampling_rate, int(model.hop_length), list(model.vq_strides))
         model = model.eval()
         fold_weight_norm(model)
@@ -118,6 +122,15 @@ class SnacCodec:
         self.dtype = dtype
         self.sample_rate: int = SAMPLE_RATE
         self._stages = plan_stages(model.decoder.model, SAMPLES_PER_FRAME // int(model.hop_length))
+        self._scripted: ScriptedDecode | None = None
+        if script and device == "cpu" and self._stages is not None:
+            # On a GPU the ops are launches and CUDA graphs or torch.compile replace them.
+            self._scripted = script_decode(self.model.quantizer, self._stages, dtype)
+
+    @property
+    def scripted(self) -> bool:
+        """Windows decode in one TorchScript call (not eagerly, op by op)."""
+        return self._scripted is not None
 
     @property
     def decoder_layers(self) -> list[nn.Module]:
@@ -131,6 +144,7 @@ class SnacCodec:
             raise ValueError(f"expected {len(sequence)} decoder layers, got {len(layers)}")
         for i, layer in enumerate(layers):
             sequence[i] = layer
+        self._scripted = None  # it holds copies of the layers replaced
         if self._stages is not None:
             self._stages = [
                 dataclasses.replace(stage, module=layer)
@@ -176,6 +190,8 @@ class SnacCodec:
         """`decode_batch` as torch ops on the device: ``(B, n, 7)`` int64 codes to
         ``(B, n * 2048)`` in ``dtype``, unchecked; what CUDA graphs capture."""
         batch, n = int(frames.shape[0]), int(frames.shape[1])
+        if self._scripted is not None:
+            return self._scripted(frames, keep or (0, n), pad)
         # Basic indexing only: a list index is copied to the device on every call, which a
         # CUDA graph cannot capture.
         codes = [frames[..., 0]] + [
@@ -222,7 +238,12 @@ def remove_noise(model: nn.Module) -> int:
 
 
 def load_codec(
-    source: str, *, device: str = "auto", noise: bool = True, dtype: str = "float32"
+    source: str,
+    *,
+    device: str = "auto",
+    noise: bool = True,
+    dtype: str = "float32",
+    script: bool = True,
 ) -> SnacCodec:
     """Load SNAC 24 kHz from a local directory or a Hugging Face hub id.
 
@@ -257,7 +278,7 @@ def load_codec(
             f"cannot load SNAC weights from {weights_path}: {exc}; the weights must match "
             f"{CONFIG_FILE} (re-download the model or fix the config)"
         ) from exc
-    codec = SnacCodec(model, noise=noise, device=resolved, dtype=precision)
+    codec = SnacCodec(model, noise=noise, device=resolved, dtype=precision, script=script)
     if precision != torch.float32:
         try:  # not every device has every half-precision kernel: say so at start-up
             codec.decode(np.zeros((2, TOKENS_PER_FRAME), dtype=np.int64), keep=(0, 1))
