@@ -354,8 +354,9 @@ class CodecService:
             self._counters.record_batch(
                 len(group.slots), group.length, group.padded_frames, elapsed
             )
-        for slot, out in zip(group.slots, outputs, strict=True):
-            _resolve(jobs[slot.index], result=out)
+        _resolve_all(
+            [(jobs[slot.index], out) for slot, out in zip(group.slots, outputs, strict=True)]
+        )
 
     def stats(self) -> CodecStats:
         with self._cond:
@@ -389,6 +390,23 @@ def _decode_error(message: str, cause: Exception) -> DecodeError:
 
 def _closed_error() -> Overloaded:
     return Overloaded("the decoder service is shutting down; retry later", code="decoder_closed")
+
+
+def _resolve_all(results: list[tuple[_Job, Array]]) -> None:
+    """Hand a call's results to their event loops, one wake-up per loop rather than per
+    window: each wake-up also hands the GIL to the loop and back."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Array]]] = {}
+    for job, result in results:
+        by_loop.setdefault(job.loop, []).append((job, result))
+    for loop, settled in by_loop.items():
+
+        def settle(settled: list[tuple[_Job, Array]] = settled) -> None:
+            for job, result in settled:
+                if not job.future.done():
+                    job.future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(settle)
 
 
 def _resolve(job: _Job, *, result: Array | None = None, error: Exception | None = None) -> None:

@@ -269,6 +269,32 @@ async def test_unbatched_mode_decodes_one_window_per_call(
     assert stats.batch_size_histogram == {1: 4} and stats.batches == 4 and stats.jobs == 4
 
 
+async def test_a_batch_wakes_the_event_loop_once(codec: SnacCodec, service_factory: Any) -> None:
+    service = service_factory()
+    loop = asyncio.get_running_loop()
+    wake_ups = 0
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, context: Any = None) -> Any:
+        nonlocal wake_ups
+        wake_ups += 1
+        return call_soon_threadsafe(callback, *args, context=context)
+
+    windows = [frames(7, seed=i) for i in range(4)]
+    tasks = [asyncio.create_task(service.decode(req(w, 3, 4))) for w in windows]
+    await queued(service, 4)
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    try:
+        service.start()
+        results = await asyncio.gather(*tasks)
+    finally:
+        del loop.call_soon_threadsafe
+    assert service.stats().batch_size_histogram == {4: 1}
+    assert wake_ups == 1  # four windows settled by one callback
+    for w, pcm in zip(windows, results, strict=True):
+        assert_kept_equal(codec, w, 3, 4, pcm)
+
+
 async def test_an_idle_worker_waits_microsleep_for_a_batch_to_fill(
     codec: SnacCodec, service_factory: Any
 ) -> None:
