@@ -2,8 +2,8 @@
 
 Eagerly, a decode is a few hundred small torch ops, and each gives Python's GIL up and
 takes it back. Beside a busy thread (the event loop at load) every retake can wait out
-the interpreter's switch interval: a one-frame window of the tiny test codec took 0.68 s
-instead of 4 ms there, and each hand-off costs the loop a wake-up of the codec thread
+the interpreter's switch interval: a one-frame window of the tiny test codec took 0.86 s
+instead of 3 ms there, and each hand-off costs the loop a wake-up of the codec thread
 too. Here the latents and every decoder stage are traced, and one scripted function runs
 them with the crop of `receptive.run_cropped` between stages, so the whole window runs in
 TorchScript's interpreter without the GIL: the same ops in the same order, sample for
@@ -11,6 +11,7 @@ sample the eager result (tests compare the two). A model that cannot be traced d
 eagerly as before.
 """
 
+# No `from __future__ import annotations`: TorchScript reads the class annotations as types.
 import logging
 import warnings
 from typing import Any
