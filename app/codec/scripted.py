@@ -39,13 +39,19 @@ class _Latents(nn.Module):  # type: ignore[misc]  # torch is untyped here
         self.dtype = dtype
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        batch = frames.shape[0]
-        codes = [frames[..., 0]] + [
-            torch.stack([frames[..., i] for i in slots], dim=-1).reshape(batch, -1)
-            for slots in (C1_SLOTS, C2_SLOTS)
-        ]
-        latents: torch.Tensor = self.quantizer.from_codes(codes)
+        latents: torch.Tensor = self.quantizer.from_codes(codebook_codes(frames))
         return latents.to(self.dtype)
+
+
+def codebook_codes(frames: torch.Tensor) -> list[torch.Tensor]:
+    """``(B, n, 7)`` codes in token order to SNAC's three levels ``(B, n)``, ``(B, 2n)``,
+    ``(B, 4n)``. Basic indexing only: a list index is copied to the device on every call,
+    which a CUDA graph cannot capture."""
+    batch = frames.shape[0]
+    return [frames[..., 0]] + [
+        torch.stack([frames[..., i] for i in slots], dim=-1).reshape(batch, -1)
+        for slots in (C1_SLOTS, C2_SLOTS)
+    ]
 
 
 class _CroppedDecode(nn.Module):  # type: ignore[misc]  # torch is untyped here

@@ -355,7 +355,7 @@ class CodecService:
                 len(group.slots), group.length, group.padded_frames, elapsed
             )
         _resolve_all(
-            [(jobs[slot.index], out) for slot, out in zip(group.slots, outputs, strict=True)]
+            [(jobs[slot.index], out, None) for slot, out in zip(group.slots, outputs, strict=True)]
         )
 
     def stats(self) -> CodecStats:
@@ -392,33 +392,28 @@ def _closed_error() -> Overloaded:
     return Overloaded("the decoder service is shutting down; retry later", code="decoder_closed")
 
 
-def _resolve_all(results: list[tuple[_Job, Array]]) -> None:
-    """Hand a call's results to their event loops, one wake-up per loop rather than per
-    window: each wake-up also hands the GIL to the loop and back."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Array]]] = {}
-    for job, result in results:
-        by_loop.setdefault(job.loop, []).append((job, result))
+def _resolve_all(outcomes: list[tuple[_Job, Array | None, Exception | None]]) -> None:
+    """Hand results (or errors) to their jobs' event loops, one wake-up per loop rather than
+    per window: each wake-up also hands the GIL to the loop and back. A cancelled future
+    or a closed loop is skipped."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Array | None, Exception | None]]]
+    by_loop = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
     for loop, settled in by_loop.items():
 
-        def settle(settled: list[tuple[_Job, Array]] = settled) -> None:
-            for job, result in settled:
-                if not job.future.done():
-                    job.future.set_result(result)
+        def settle(settled: list[tuple[_Job, Array | None, Exception | None]] = settled) -> None:
+            for job, result, error in settled:
+                if job.future.done():
+                    continue
+                if error is not None:
+                    job.future.set_exception(error)
+                else:
+                    job.future.set_result(result if result is not None else np.zeros(0, np.float32))
 
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(settle)
 
 
 def _resolve(job: _Job, *, result: Array | None = None, error: Exception | None = None) -> None:
-    """Hand a result to the job's event loop; a cancelled future or a closed loop is skipped."""
-
-    def settle() -> None:
-        if job.future.done():
-            return
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(result if result is not None else np.zeros(0, np.float32))
-
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        job.loop.call_soon_threadsafe(settle)
+    _resolve_all([(job, result, error)])

@@ -33,8 +33,8 @@ with warnings.catch_warnings():
 
 from app.audio.pcm import SAMPLE_RATE, SAMPLES_PER_FRAME
 from app.codec.receptive import plan_stages, run_cropped
-from app.codec.scripted import ScriptedDecode, script_decode
-from app.codec.tokens import C1_SLOTS, C2_SLOTS, Frames, codes_to_frames
+from app.codec.scripted import ScriptedDecode, codebook_codes, script_decode
+from app.codec.tokens import Frames, codes_to_frames
 from app.vocab import CODEBOOK_SIZE, TOKENS_PER_FRAME
 
 __all__ = [
@@ -192,13 +192,7 @@ class SnacCodec:
         batch, n = int(frames.shape[0]), int(frames.shape[1])
         if self._scripted is not None:
             return self._scripted(frames, keep or (0, n), pad)
-        # Basic indexing only: a list index is copied to the device on every call, which a
-        # CUDA graph cannot capture.
-        codes = [frames[..., 0]] + [
-            torch.stack([frames[..., i] for i in slots], dim=-1).reshape(batch, -1)
-            for slots in (C1_SLOTS, C2_SLOTS)
-        ]
-        z = self.model.quantizer.from_codes(codes).to(self.dtype)
+        z = self.model.quantizer.from_codes(codebook_codes(frames)).to(self.dtype)
         if keep is None or self._stages is None or keep == (0, n):
             return self.model.decoder(z).reshape(batch, -1)
         return run_cropped(self._stages, z, n, keep, pad)
