@@ -4,13 +4,12 @@ Starlette cancels a streaming body with anyio cancellation when the client
 disconnects. That cancellation is level-triggered: every await in the cleanup of
 the body's generators (closing the backend response, withdrawing decode jobs)
 would be cancelled again, leaving the backend request open until garbage
-collection. So the body is advanced in tasks of its own, which get one plain
-cancellation, and the response's cleanup runs shielded.
+collection. So the body is made in a task of its own (`app.api.pump`), which gets
+one plain cancellation, and the response's cleanup runs shielded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
@@ -24,6 +23,7 @@ from app.api.delivery import abort_connection, guard_send
 from app.api.errors import log_failure
 from app.api.limits import Slot
 from app.api.metrics import GatewayMetrics, error_cause
+from app.api.pump import BodyPump
 from app.errors import GatewayError
 from app.service.speech import SpeechStream
 
@@ -81,20 +81,10 @@ class GuardedStreamingResponse(StreamingResponse):
         headers: Mapping[str, str] | None = None,
         stall_timeout: float | None = None,
     ) -> None:
-        self._source = content
+        self._pump = BodyPump(content)
         self._on_close = on_close
-        self._step: asyncio.Future[bytes] | None = None
         self._stall_timeout = stall_timeout
-        super().__init__(self._relay(), media_type=media_type, headers=headers)
-
-    async def _relay(self) -> AsyncIterator[bytes]:
-        while True:
-            self._step = asyncio.ensure_future(anext(self._source))
-            try:
-                chunk = await asyncio.shield(self._step)
-            except StopAsyncIteration:
-                return
-            yield chunk
+        super().__init__(self._pump, media_type=media_type, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -122,15 +112,7 @@ class GuardedStreamingResponse(StreamingResponse):
 
     async def _cleanup(self) -> None:
         try:
-            step = self._step
-            if step is not None and not step.done():
-                step.cancel()
-                await asyncio.gather(step, return_exceptions=True)
-            elif step is not None and not step.cancelled():
-                step.exception()  # retrieved: the failure was already sent on or logged
-            aclose = getattr(self._source, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._pump.aclose()
         finally:
             await self._on_close()
 

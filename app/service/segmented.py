@@ -152,21 +152,20 @@ async def feed_pcm(
     runs: dict[object, _Run] = {}
     current: list[K] = []
 
-    def start(key: K, *, ahead: bool) -> None:
+    def start_ahead(key: K) -> None:
         run = runs.setdefault(key, _Run(key))
         if run.task is not None:
             return
-        if ahead:
-            release = extra_slot() if extra_slot is not None else None
-            if release is None:
-                return  # refused as a lookahead: it starts when its turn comes
-            run.release = release
-        run.task = asyncio.create_task(_produce(run, generate(key), ahead=ahead))
+        release = extra_slot() if extra_slot is not None else None
+        if release is None:
+            return  # refused as a lookahead: it starts when its turn comes
+        run.release = release
+        run.task = asyncio.create_task(_produce(run, generate(key)))
 
     def top_up() -> None:
         if current:
             for later in feed.upcoming(lookahead):
-                start(later, ahead=True)
+                start_ahead(later)
 
     feed.on_put = top_up
     joiner = new_joiner()
@@ -177,26 +176,30 @@ async def feed_pcm(
                 joiner = new_joiner()
                 continue
             current[:] = [entry]
-            start(entry, ahead=False)
             top_up()
-            run = runs[entry]
-            while True:
-                item = await run.queue.get()
-                if item is None:
-                    break
-                if isinstance(item, _Refused):
-                    # Refused as a lookahead before any audio: now it is this one's turn.
-                    _finish(run)
-                    run.task = None
-                    start(entry, ahead=False)
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                out = joiner.push(item, last=feed.ends_utterance())
-                if out.size:
-                    yield SegmentAudio(entry, out)
-            _finish(run)
-            del runs[entry]
+            run = runs.get(entry)
+            inline = run is None or run.task is None
+            if run is not None and run.task is not None:  # generated ahead: take what it made
+                while (item := await run.queue.get()) is not None:
+                    if isinstance(item, _Refused):  # no room ahead, and no audio: its turn now
+                        inline = True
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    out = joiner.push(item, last=feed.ends_utterance())
+                    if out.size:
+                        yield SegmentAudio(entry, out)
+            if run is not None:
+                _finish(run)
+                del runs[entry]
+            if inline:
+                # Its turn: generated in this task, not one of its own with a queue between
+                # (a hand-over per frame of every stream).
+                async with aclosing(generate(entry)) as chunks:
+                    async for pcm in chunks:
+                        out = joiner.push(pcm, last=feed.ends_utterance())
+                        if out.size:
+                            yield SegmentAudio(entry, out)
             current.clear()  # idle until the next take: what arrives now is not "ahead"
             last = feed.ends_utterance()
             tail = joiner.end_segment(last=last)
@@ -208,14 +211,15 @@ async def feed_pcm(
         await _cancel(runs.values())
 
 
-async def _produce(run: _Run, chunks: AsyncGenerator[Pcm, None], *, ahead: bool) -> None:
+async def _produce(run: _Run, chunks: AsyncGenerator[Pcm, None]) -> None:
+    """A lookahead generation: its audio, or its failure, queued for the consumer."""
     try:
         async with aclosing(chunks):
             async for pcm in chunks:
                 run.started_audio = True
                 run.queue.put_nowait(pcm)
     except Overloaded as exc:
-        if ahead and not run.started_audio:
+        if not run.started_audio:
             log.info("segment %r: no room to generate ahead (%s); it waits its turn", run.key, exc)
             run.queue.put_nowait(_Refused())
             return

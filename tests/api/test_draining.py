@@ -3,15 +3,17 @@ finish — or abort them cleanly at SHUTDOWN_GRACE_SECONDS — then exit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.api.draining import Drain, ShuttingDown
 from tests.support.gateway_process import GatewayProcess, backend_env
 from tests.support.vllm_server import Script, VLLMServer
 
@@ -105,3 +107,47 @@ def test_streams_past_the_grace_period_are_aborted_cleanly(
     assert 1.0 <= took < 10.0
     # Both backend requests were closed, not left generating.
     assert all(r.disconnected_at is not None for r in backend.completions)
+
+
+async def _slow_source(closed: list[str]) -> AsyncIterator[bytes]:
+    try:
+        yield b"first"
+        await asyncio.sleep(60)
+        yield b"never"
+    finally:
+        closed.append("source")
+
+
+async def test_an_abort_ends_a_waiting_stream_with_shutting_down() -> None:
+    drain = Drain(grace=0.0, live_streams=lambda: 1)
+    closed: list[str] = []
+    got: list[bytes] = []
+
+    async def read() -> None:
+        async for item in drain.abortable(_slow_source(closed)):
+            got.append(item)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.01)  # it waits in the source for the second item
+    drain._abort_readers()
+    with pytest.raises(ShuttingDown):
+        await reader
+    assert got == [b"first"] and closed == ["source"]
+    assert reader.cancelling() == 0  # the abort's cancellation was taken back, not leaked
+    with pytest.raises(ShuttingDown):  # a stream that asks after the abort ends at once
+        await anext(drain.abortable(_slow_source([])))
+
+
+async def test_a_cancellation_that_is_not_the_drains_stays_a_cancellation() -> None:
+    drain = Drain(grace=60.0, live_streams=lambda: 1)
+    closed: list[str] = []
+
+    async def read() -> list[bytes]:
+        return [item async for item in drain.abortable(_slow_source(closed))]
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.01)
+    reader.cancel()  # the client left
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert closed == ["source"] and not drain.aborting.is_set()

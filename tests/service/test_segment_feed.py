@@ -31,11 +31,13 @@ class Generations:
     def __init__(self, chunks: int = 3, delay: float = 0.0) -> None:
         self.chunks, self.delay = chunks, delay
         self.started: list[int] = []
+        self.tasks: dict[int, asyncio.Task[object] | None] = {}
         self.closed: list[int] = []
         self.fail: set[int] = set()
 
     async def __call__(self, k: int) -> AsyncGenerator[np.ndarray, None]:
         self.started.append(k)
+        self.tasks[k] = asyncio.current_task()
         try:
             for _ in range(self.chunks):
                 await asyncio.sleep(self.delay)
@@ -134,6 +136,20 @@ async def test_closing_cancels_every_generation() -> None:
             if isinstance(event, SegmentAudio):
                 break
     assert sorted(gen.started) == [0, 1] and sorted(gen.closed) == [0, 1]
+
+
+async def test_a_segment_started_at_its_turn_runs_in_the_consumers_task() -> None:
+    gen = Generations(chunks=3, delay=0.01)
+    feed = SegmentFeed[int]([0, 1, 2], closed=True)
+    spares = iter([lambda: None])  # one lookahead slot in all: segment 1 gets it, 2 does not
+    spare = lambda: next(spares, None)  # noqa: E731
+    await collect(feed, gen, lookahead=1, extra_slot=spare)  # type: ignore[arg-type]
+    me = asyncio.current_task()
+    # Segment 0 and the refused lookahead 2 ran at their turn, with no task and queue
+    # between them and the stream; segment 1 was generated ahead, in a task of its own.
+    assert gen.tasks[0] is me and gen.tasks[2] is me
+    assert gen.tasks[1] is not me
+    assert sorted(gen.closed) == [0, 1, 2]
 
 
 async def test_an_error_surfaces_when_its_segment_is_reached() -> None:
