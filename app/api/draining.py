@@ -100,8 +100,8 @@ class Drain:
 
     def _abort_readers(self) -> None:
         self.aborting.set()
-        for task in self._reading - self._cancelled:
-            self._cancelled.add(task)
+        self._cancelled |= self._reading
+        for task in self._reading:
             task.cancel()
 
     def _shut_down(self) -> ShuttingDown:

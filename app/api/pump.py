@@ -78,8 +78,7 @@ class BodyPump(Generic[T]):
         source = self._source
         try:
             async for item in source:
-                claimed = self._put(item)
-                if not claimed:  # the reader is busy sending: make no more than this one
+                if not self._put(item):  # the reader is busy sending: make no more than this one
                     self._room = room = asyncio.get_running_loop().create_future()
                     try:
                         await room
@@ -101,13 +100,12 @@ class BodyPump(Generic[T]):
     def _put(self, item: T | _End) -> bool:
         """Queue ``item``; True when a waiting reader will take it."""
         self._items.append(item)
-        reader = self._reader
-        if reader is None or reader.done():
-            return False
-        reader.set_result(None)
-        return True
+        return _wake(self._reader)
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
+def _wake(waiter: asyncio.Future[None] | None) -> bool:
+    """Resolve ``waiter`` if one waits; whether one did."""
+    if waiter is None or waiter.done():
+        return False
+    waiter.set_result(None)
+    return True

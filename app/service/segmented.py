@@ -177,19 +177,20 @@ async def feed_pcm(
                 continue
             current[:] = [entry]
             top_up()
+            inline = True
             run = runs.get(entry)
-            inline = run is None or run.task is None
-            if run is not None and run.task is not None:  # generated ahead: take what it made
-                while (item := await run.queue.get()) is not None:
-                    if isinstance(item, _Refused):  # no room ahead, and no audio: its turn now
-                        inline = True
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    out = joiner.push(item, last=feed.ends_utterance())
-                    if out.size:
-                        yield SegmentAudio(entry, out)
             if run is not None:
+                if run.task is not None:  # generated ahead: take what it made
+                    inline = False
+                    while (item := await run.queue.get()) is not None:
+                        if isinstance(item, _Refused):  # no room ahead, and no audio: its turn
+                            inline = True
+                            break
+                        if isinstance(item, BaseException):
+                            raise item
+                        out = joiner.push(item, last=feed.ends_utterance())
+                        if out.size:
+                            yield SegmentAudio(entry, out)
                 _finish(run)
                 del runs[entry]
             if inline:
