@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api import deps
-from app.api.delivery import abort_connection, guard_send
+from app.api.delivery import StallWatch, abort_connection, client_stalled
 from app.api.errors import log_failure
 from app.api.limits import Slot
 from app.api.metrics import GatewayMetrics, error_cause
@@ -88,12 +88,12 @@ class GuardedStreamingResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
-        guarded = guard_send(send, self._stall_timeout)
+        watch = StallWatch(self._stall_timeout, client_stalled(self._stall_timeout))
 
         async def tracked(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
-            await guarded(message)
+            await watch(send(message))
 
         failure: Exception | None = None
         try:
@@ -103,6 +103,7 @@ class GuardedStreamingResponse(StreamingResponse):
                 raise  # still a proper HTTP error
             failure = exc
         finally:
+            watch.close()
             with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True) as scope_:
                 await self._cleanup()
             if scope_.cancelled_caught:

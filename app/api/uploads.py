@@ -24,7 +24,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from app.api import deps
-from app.api.delivery import deliver
+from app.api.delivery import StallWatch, client_stalled
 from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 M = TypeVar("M", bound=BaseModel)
@@ -62,18 +62,22 @@ async def _counted(
 ) -> AsyncGenerator[bytes, None]:
     total = 0
     chunks = aiter(request.stream())
-    while True:
-        try:
-            # A client that stops sending must not hold its stream slot for good either.
-            chunk = await deliver(anext(chunks), stall_timeout)
-        except StopAsyncIteration:
-            return
-        except ClientDisconnect:
-            raise UploadInterrupted("The client disconnected during the upload.") from None
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        yield chunk
+    # A client that stops sending must not hold its stream slot for good either.
+    watch = StallWatch(stall_timeout, client_stalled(stall_timeout))
+    try:
+        while True:
+            try:
+                chunk = await watch(anext(chunks))
+            except StopAsyncIteration:
+                return
+            except ClientDisconnect:
+                raise UploadInterrupted("The client disconnected during the upload.") from None
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(limit)
+            yield chunk
+    finally:
+        watch.close()
 
 
 async def read_upload(

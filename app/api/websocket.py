@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from fastapi import WebSocket
 
 from app.api import deps
+from app.api.delivery import StallWatch
 from app.api.draining import ShuttingDown
 from app.config import Settings
 from app.errors import GatewayError, Overloaded
@@ -84,7 +85,8 @@ class Sender:
 
     def __init__(self, websocket: WebSocket, timeout: float) -> None:
         self._websocket = websocket
-        self._timeout = timeout
+        # One timer for the connection: an audio message goes out about once per frame.
+        self._watch = StallWatch(timeout, ClientStalled)
         self._lock = asyncio.Lock()
         self.last_sent = time.monotonic()
 
@@ -96,11 +98,12 @@ class Sender:
 
     async def _send(self, sending: Awaitable[None]) -> None:
         async with self._lock:
-            try:
-                await asyncio.wait_for(sending, self._timeout)
-            except TimeoutError as exc:
-                raise ClientStalled from exc
+            await self._watch(sending)
             self.last_sent = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the send timer: the session ended."""
+        self._watch.close()
 
 
 class SessionHandler(Protocol):
@@ -190,6 +193,7 @@ async def run_session(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        handler.sender.close()
         await handler.aclose()
         if on_end is not None:
             on_end(code)
