@@ -33,6 +33,7 @@ from app.audio.pcm import SAMPLE_RATE
 from app.codec.accelerated import Accelerated, accelerate, bucket_plan
 from app.codec.service import CPU_BATCH_FRAMES, CodecService
 from app.codec.snac import RECEPTIVE_FIELD_FRAMES, CodecLoadError, SnacCodec, load_codec
+from app.collector import frozen_startup
 from app.config import Settings, load_settings
 from app.engine.base import EngineLoadError, TokenEngine
 from app.heap import HeapTrimmer
@@ -244,7 +245,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     trimmer = HeapTrimmer(settings.memory_trim_interval)
     trimmer.start()
     try:
-        yield
+        with frozen_startup():
+            yield
     finally:
         await asyncio.to_thread(trimmer.close)
         if uninstall is not None:
