@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,7 +114,10 @@ async def _stream(
     tokens = [AUDIO_BASE + s * 4096 + rng.randrange(4096) for _ in range(n) for s in range(7)]
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    base = {"id": "cmpl-paced", "object": "text_completion", "created": 0, "model": MODEL}
+    # As vLLM: an id of its own a completion (shared/reference/vllm-completions-stream.txt),
+    # which the gateway's per-stream event template must learn anew each time.
+    base = {"id": f"cmpl-{uuid.uuid4().hex[:16]}", "object": "text_completion",
+            "created": int(time.time()), "model": MODEL}  # fmt: skip
 
     def event(data: str) -> bytes:
         raw = f"data: {data}\n\n".encode()

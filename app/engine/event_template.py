@@ -6,7 +6,10 @@ vLLM's token events of one completion differ only in the token: the same ``id``,
 JSON parse and a dozen Python calls on the event loop, 82 times a second per stream.
 Once one plain token event has been parsed, its text before and after the token
 spelling is the template: a read's run of events in that shape becomes ids through one
-regular expression, with no Python work per event.
+regular expression, with no Python work per event. The expression is the same for every
+stream (compiling one per stream, its ``id`` in it, cost about 0.5 ms of loop time a
+request); the read proves its shape by being equal to the template's events rebuilt
+around the token spellings found in it.
 
 Only an exact cover counts: every byte of the read must belong to a matching event, or
 the read goes through the full SSE and JSON parsers (a finish, usage, an error, another
@@ -26,18 +29,17 @@ from app.vocab import CUSTOM_TOKEN_BASE
 
 _FIELD: Final = '"text":"'
 _PROBES: Final = ("<custom_token_0>", "<custom_token_1>")
-_DIGITS: Final = TOKEN_SPELLING.pattern.encode()
-_SPELLING_CHARS: Final = len("<custom_token_>")
+_SPELLINGS: Final = re.compile(TOKEN_SPELLING.pattern.encode())
+_OPEN, _CLOSE = b"<custom_token_", b">"
 
 
 class EventTemplate:
     """One stream's token event as ``data: `` + prefix + spelling + suffix + blank line."""
 
     def __init__(self, prefix: str, suffix: str) -> None:
-        head = b"data: " + prefix.encode()
-        tail = suffix.encode() + b"\n\n"
-        self._pattern = re.compile(re.escape(head) + _DIGITS + re.escape(tail))
-        self._fixed = len(head) + _SPELLING_CHARS + len(tail)
+        head = b"data: " + prefix.encode() + _OPEN
+        tail = _CLOSE + suffix.encode() + b"\n\n"
+        self._head, self._tail, self._joint = head, tail, tail + head
 
     @classmethod
     def learn(cls, data: str) -> EventTemplate | None:
@@ -63,8 +65,10 @@ class EventTemplate:
 
     def ids(self, body: bytes) -> list[int] | None:
         """The token ids of ``body`` when all of it is whole events of this shape."""
-        digits = self._pattern.findall(body)
-        # Matches never overlap: when their lengths add up to the body's, they cover it.
-        if len(body) != len(digits) * self._fixed + sum(map(len, digits)):
+        digits = _SPELLINGS.findall(body)
+        if not digits:
+            return None if body else []
+        # Only a run of whole template events equals its own rebuild around its tokens.
+        if body != self._head + self._joint.join(digits) + self._tail:
             return None
         return [CUSTOM_TOKEN_BASE + int(d) for d in digits]

@@ -13,13 +13,13 @@ generating. Readiness probes use httpx.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 
 from app.engine.backend_errors import error_message, status_error
 from app.engine.base import GenerationParams, Prompt, TokenBatch, WakeAt
@@ -207,7 +207,7 @@ class HttpCompletionsEngine:
         self, prompt: Prompt, params: GenerationParams, *, wake: WakeAt | None = None
     ) -> AsyncGenerator[TokenBatch, None]:
         deadline = asyncio.get_running_loop().time() + self._first_token_timeout
-        body = json.dumps(completion_request_body(self.model, prompt, params)).encode()
+        body = orjson.dumps(completion_request_body(self.model, prompt, params))
         attempt = 0
         while True:
             try:

@@ -105,6 +105,11 @@ PIECES = st.one_of(
             wire(TOKEN_EVENT).replace(b"\n\n", b"\r\n\r\n"),
             wire(TOKEN_EVENT).replace(b'"index":0', b'"index":1'),
             wire(TOKEN_EVENT)[:-1],
+            # Another stream's event, and a spelling outside the slot: the one expression
+            # finds their tokens, but they are not the template's events.
+            wire(TOKEN_EVENT.replace('"id":"cmpl-', '"id":"cmpl-x')),
+            wire(TOKEN_EVENT.replace('"logprobs":null', '"logprobs":"<custom_token_7>"')),
+            wire(TOKEN_EVENT) + b"<custom_token_7>",
             b": keep-alive\n\n",
             b"data: \xff\n\n",
         ]
