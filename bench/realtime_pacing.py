@@ -50,6 +50,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -62,6 +63,7 @@ FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 AUDIO_BASE = 128266
 END_OF_SPEECH = 128258
 MODEL = "paced"
+T = TypeVar("T")
 
 
 # --- the paced backend ---------------------------------------------------------------
@@ -219,13 +221,33 @@ def paced_gateway(
     rate: float, snac_dir: Path, env_extra: dict[str, str] | None = None
 ) -> Iterator[Gateway]:
     """The paced backend and a gateway fed by it."""
-    with paced_backend(rate) as url:
-        gateway = start_gateway(url, snac_dir, env_extra or {})
-        try:
-            yield gateway
-        finally:
-            gateway.process.send_signal(signal.SIGINT)
-            gateway.process.wait(30)
+    with paced_backend(rate) as url, running_gateway(url, snac_dir, env_extra or {}) as gateway:
+        yield gateway
+
+
+@contextmanager
+def running_gateway(
+    backend: str, snac_dir: Path, env_extra: dict[str, str], root: Path = ROOT
+) -> Iterator[Gateway]:
+    """`start_gateway`, stopped (SIGINT, as an operator would) when the block ends."""
+    gateway = start_gateway(backend, snac_dir, env_extra, root)
+    try:
+        yield gateway
+    finally:
+        gateway.process.send_signal(signal.SIGINT)
+        gateway.process.wait(30)
+
+
+def alternating(variants: list[T], rounds: int) -> Iterator[tuple[int, T]]:
+    """(round, variant) for ``rounds`` rounds of every variant, the order reversed every
+    other round: on a shared VM the host's speed drifts within minutes."""
+    for k in range(max(1, rounds)):
+        for variant in variants if k % 2 == 0 else variants[::-1]:
+            yield k, variant
+
+
+def variant_name(root: Path, default: str) -> str:
+    return default if root == ROOT else f"root:{root.name}"
 
 
 def random_snac(codec: str) -> Path:
@@ -410,23 +432,32 @@ def _loop_split(
     }
 
 
-def summarize_rounds(rows: list[dict[str, object]]) -> None:
-    """Per setting: each variant's mean loop CPU, and per round its ratio to the first."""
+def summarize_rounds(
+    rows: list[dict[str, object]],
+    setting: tuple[str, ...],
+    value: str,
+    unit: str,
+    variant: str = "schedule",
+) -> None:
+    """Per setting (the ``setting`` fields of a row): each variant's mean ``value``, and
+    per round its ratio to the first variant's."""
     settings: dict[tuple[object, ...], dict[object, dict[object, float]]] = {}
     for row in rows:
-        key = (row["rate"], row["format"], row["streams"])
-        loop = row["loop_ms_per_audio_s"]
-        assert isinstance(loop, float)
-        settings.setdefault(key, {}).setdefault(row["schedule"], {})[row["round"]] = loop
-    for (rate, fmt, streams), by_variant in settings.items():
+        key = tuple(row[name] for name in setting)
+        figure = row[value]
+        assert isinstance(figure, (int, float))
+        settings.setdefault(key, {}).setdefault(row[variant], {})[row["round"]] = figure
+    for key, by_variant in settings.items():
         first = next(iter(by_variant.values()))
-        for name, loops in by_variant.items():
-            ratios = [loops[k] / first[k] for k in loops if first.get(k)]
+        label = " ".join(f"{name}={v}" for name, v in zip(setting, key, strict=True))
+        for name, figures in by_variant.items():
+            ratios = [figures[k] / first[k] for k in figures if first.get(k)]
+            mean = statistics.mean(figures.values())
+            rounds = " ".join(f"{v:.2f}" for v in figures.values())
             print(
-                f"# {rate:g} tokens/s {fmt} {streams} streams {name}: loop mean "
-                f"{statistics.mean(loops.values()):.2f} ms/audio-s; per round "
-                f"{' '.join(f'{v:.2f}' for v in loops.values())}; ratio to the first "
-                f"{' '.join(f'{r:.3f}' for r in ratios)} (mean {statistics.mean(ratios):.3f})",
+                f"# {label} {name}: {value} mean {mean:.2f} {unit}; per round {rounds}; ratio"
+                f" to the first {' '.join(f'{r:.3f}' for r in ratios)}"
+                f" (mean {statistics.mean(ratios):.3f})",
                 flush=True,
             )
 
@@ -481,27 +512,18 @@ def main() -> None:
         with paced_backend(rate, args.frames, args.tokens_per_event) as backend:
             variants = [(ROOT, schedule) for schedule in schedules]
             variants += [(root.resolve(), "") for root in args.gateway_root]
-            rounds = [
-                (k, variants if k % 2 == 0 else variants[::-1])
-                for k in range(max(1, args.alternate))
-            ]
-            for k, order in rounds:
-                for root, schedule in order:
-                    env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
-                    gateway = start_gateway(backend, snac_dir, env, root)
-                    name = (schedule or "default") if root == ROOT else f"root:{root.name}"
-                    try:
-                        for fmt in args.formats.split(","):
-                            for n in [int(s) for s in args.streams.split(",")]:
-                                row = {"rate": rate, "schedule": name, "round": k}
-                                row |= measure(gateway, n, fmt, args.frames)
-                                rows.append(row)
-                                print(json.dumps(row), flush=True)
-                    finally:
-                        gateway.process.send_signal(signal.SIGINT)
-                        gateway.process.wait(30)
+            for k, (root, schedule) in alternating(variants, args.alternate):
+                env = extra | ({"CHUNK_SCHEDULE": schedule} if schedule else {})
+                name = variant_name(root, schedule or "default")
+                with running_gateway(backend, snac_dir, env, root) as gateway:
+                    for fmt in args.formats.split(","):
+                        for n in [int(s) for s in args.streams.split(",")]:
+                            row = {"rate": rate, "schedule": name, "round": k}
+                            row |= measure(gateway, n, fmt, args.frames)
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
     if args.alternate:
-        summarize_rounds(rows)
+        summarize_rounds(rows, ("rate", "format", "streams"), "loop_ms_per_audio_s", "ms/audio-s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

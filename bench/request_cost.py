@@ -28,15 +28,23 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import statistics
 import sys
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realtime_pacing import ROOT, Gateway, paced_backend, random_snac, start_gateway, thread_cpu
+from realtime_pacing import (
+    ROOT,
+    Gateway,
+    alternating,
+    paced_backend,
+    random_snac,
+    running_gateway,
+    summarize_rounds,
+    thread_cpu,
+    variant_name,
+)
 
 KINDS = ("health", "invalid", "speech")
 
@@ -62,14 +70,14 @@ async def burst(url: str, kind: str, concurrency: int) -> None:
         await asyncio.gather(*(one(k) for k in range(concurrency)))
 
 
-def measure(gateway: Gateway, kind: str, concurrency: int, rounds: int) -> float:
+def measure(gateway: Gateway, kind: str, concurrency: int, rounds: int) -> int:
     """Loop CPU microseconds per request of ``kind``."""
     asyncio.run(burst(gateway.url, kind, concurrency))  # warm: first-use costs are not per request
     before = thread_cpu(gateway.process.pid)["loop"]
     for _ in range(rounds):
         asyncio.run(burst(gateway.url, kind, concurrency))
     spent = thread_cpu(gateway.process.pid)["loop"] - before
-    return spent * 1e6 / (concurrency * rounds)
+    return round(spent * 1e6 / (concurrency * rounds))
 
 
 def main() -> None:
@@ -96,43 +104,19 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for frames in [int(f) for f in args.frames.split(",")]:
         with paced_backend(82.0, frames) as backend:
-            for k in range(max(1, args.alternate)):
-                for root in variants if k % 2 == 0 else variants[::-1]:
-                    gateway = start_gateway(backend, snac_dir, {}, root)
-                    name = "this" if root == ROOT else f"root:{root.name}"
-                    try:
-                        for kind in kinds:
-                            cost = measure(gateway, kind, args.concurrency, args.rounds)
-                            row = {"variant": name, "round": k, "frames": frames}
-                            row |= {"kind": kind, "loop_us_per_request": round(cost)}
-                            rows.append(row)
-                            print(json.dumps(row), flush=True)
-                    finally:
-                        gateway.process.send_signal(signal.SIGINT)
-                        gateway.process.wait(30)
+            for k, root in alternating(variants, args.alternate):
+                with running_gateway(backend, snac_dir, {}, root) as gateway:
+                    for kind in kinds:
+                        cost = measure(gateway, kind, args.concurrency, args.rounds)
+                        row = {"variant": variant_name(root, "this"), "round": k}
+                        row |= {"frames": frames, "kind": kind, "loop_us_per_request": cost}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
     if args.alternate:
-        summarize(rows)
+        setting = ("frames", "kind")
+        summarize_rounds(rows, setting, "loop_us_per_request", "us", variant="variant")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
-
-
-def summarize(rows: list[dict[str, object]]) -> None:
-    table: dict[tuple[object, object], dict[object, dict[object, float]]] = {}
-    for row in rows:
-        cost = row["loop_us_per_request"]
-        assert isinstance(cost, int)
-        key = (row["frames"], row["kind"])
-        table.setdefault(key, {}).setdefault(row["variant"], {})[row["round"]] = cost
-    for (frames, kind), by_variant in table.items():
-        first = next(iter(by_variant.values()))
-        for name, costs in by_variant.items():
-            ratios = [costs[k] / first[k] for k in costs if first.get(k)]
-            print(
-                f"# {kind} ({frames} frames) {name}: mean {statistics.mean(costs.values()):.0f}"
-                f" us/request; per round {' '.join(f'{v:.0f}' for v in costs.values())}; "
-                f"ratio to the first {statistics.mean(ratios):.3f}",
-                flush=True,
-            )
 
 
 if __name__ == "__main__":
