@@ -39,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.realtime_pacing import free_port, start_gateway, wait_http  # noqa: E402
+from bench.realtime_pacing import free_port, running_gateway, wait_http  # noqa: E402
 from stress_test.measure import UndecodableAudio, audio_track  # noqa: E402
 
 SAMPLE_RATE = 24_000
@@ -166,8 +166,9 @@ def main() -> None:
         processes.callback(stop, backend, signal.SIGTERM)
         wait_http(f"http://127.0.0.1:{port}/v1/models", 30)
         env = {"MODEL_NAME": "tinyorpheus"} | dict(item.split("=", 1) for item in args.env)
-        gateway = start_gateway(f"http://127.0.0.1:{port}", snac_dir, env)
-        processes.callback(stop, gateway.process, signal.SIGINT)
+        gateway = processes.enter_context(
+            running_gateway(f"http://127.0.0.1:{port}", snac_dir, env)
+        )
         rows = summarize(run_cases(gateway.url, cases, args.repeat))
     for row in rows:
         print(json.dumps(row), flush=True)
