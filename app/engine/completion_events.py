@@ -10,9 +10,10 @@ generation finished, ended or failed. Counted from the start, not from the last 
 a consumer that took 8 ids of a burst is woken at 14, when the second frame is whole,
 not at 15, and a frame completed just before the backend pauses is not held for the pause.
 
-`feed_body` takes a read's body as bytes when it is a run of events shaped like a token
-event already parsed (`app.engine.event_template`): vLLM's steady state, without a JSON
-parse per token.
+`feed_body` takes a read's body as bytes as far as it is a run of events shaped like a
+token event already parsed (`app.engine.event_template`): vLLM's steady state, without a
+JSON parse per token; only what follows the run (the finish, usage, anything else) is
+parsed.
 """
 
 from __future__ import annotations
@@ -53,22 +54,23 @@ class CompletionEvents:
         """Plain token events left to learn a template from (each costs two JSON parses)."""
         self._misses = 0
 
-    def feed_body(self, body: bytes) -> bool | None:
-        """Take a body of whole SSE events as `feed` would, if it is all events of the
-        learnt template; None: it is not, parse it as SSE and `feed` the events."""
+    def feed_body(self, body: bytes) -> tuple[bool, int]:
+        """Take the run of whole events of the learnt template that ``body`` (whole SSE
+        events up to its end) starts with, as `feed` would: whether the consumer should
+        look, and the bytes taken (0: none; the SSE parser reads what is left)."""
         template = self._template
         if template is None or self._text.pending or not self._open:
-            return None
-        ids = template.ids(body)
-        if ids is None:
+            return False, 0
+        ids, taken = template.leading(body)
+        if not taken:
             self._misses += 1
             if self._misses >= _MAX_MISSES:  # the backend's shape moved on: stop trying
                 self._template = None
-            return None
+            return False, 0
         self._misses = 0
         self._text.token_arrived()
         self._keep(ids)
-        return self._should_look()
+        return self._should_look(), taken
 
     @property
     def _open(self) -> bool:

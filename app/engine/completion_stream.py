@@ -37,9 +37,10 @@ class Sink(Protocol):
         """Take the ``data`` of completed SSE events; True: the consumer should look now."""
         ...
 
-    def feed_body(self, body: bytes) -> bool | None:
-        """Take a body of whole SSE events without the SSE parser, as `feed` would, if the
-        sink can; None: it cannot (the events are parsed and fed)."""
+    def feed_body(self, body: bytes) -> tuple[bool, int]:
+        """Take what the sink can of a body of whole SSE events without the SSE parser, as
+        `feed` would: whether the consumer should look, and the bytes taken (the rest is
+        parsed and fed)."""
         ...
 
     @property
@@ -103,6 +104,7 @@ class CompletionStream(asyncio.Protocol):
         self._wake: asyncio.Future[bool] | None = None
         """Resolved True by the sink's call, False when the wait's time is up."""
         self._woken = False  # the sink asked while nobody waited
+        self._wake_on_read = False  # the next read ends the wait, whatever it brings
         self._paused = False
         self.status = 0
         self._framed = False  # chunked or sized: otherwise the body ends when the socket does
@@ -171,12 +173,17 @@ class CompletionStream(asyncio.Protocol):
         if self._paused and self._sink.backlog <= MAX_BACKLOG // 2:
             self._paused = False
             self.resume()
-        if self._woken or self.complete or self.failure is not None:
+        low = self._low_water
+        ended = self.complete or self.failure is not None
+        if low is not None and low.holding and not (ended or self._paused) and low.release():
+            # What came while the consumer was away is in the kernel: take it too.
+            self._woken = False
+            self._wake_on_read = True
+        if self._woken or ended:
             self._woken = False
             return
         soft = deadline
-        low = self._low_water
-        if low is not None:
+        if low is not None and not self._wake_on_read:
             wanted = self._sink.wanted
             low.want(wanted)
             patience = low.patience(wanted)
@@ -200,6 +207,15 @@ class CompletionStream(asyncio.Protocol):
                     low.hold_off()  # waited long for the mark: take what is in
         finally:
             self._wake = None
+
+    @property
+    def quiet_since(self) -> float:
+        """When data last came (loop time); now while bytes wait unread under the low-water
+        mark's hold: the consumer was away, the backend was not silent."""
+        low = self._low_water
+        if low is not None and low.holding and low.waiting():
+            return self._loop.time()
+        return self.last_data
 
     def pause(self) -> None:
         if self._transport is not None:
@@ -241,6 +257,12 @@ class CompletionStream(asyncio.Protocol):
             self._fail(failure)
         if self._low_water is not None:
             self._low_water.observe(len(data), self._sink.backlog - before, now)
+        if self._wake_on_read:
+            self._wake_on_read = False
+            if self._low_water is not None:  # the held bytes are in: mark the next frame's
+                self._low_water.want(self._sink.wanted)
+            if self._wake is None or not self._wake.done():  # not woken by the sink already
+                self._notify()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -289,12 +311,15 @@ class CompletionStream(asyncio.Protocol):
             room = MAX_ERROR_BODY - len(self.error_body)
             self.error_body += body[: max(0, room)]
             return
-        look = self._sink.feed_body(body) if self._sse.idle else None
-        if look is None:
-            events = self._sse.feed(body)
-            look = bool(events) and self._sink.feed(events)
+        look, taken = self._sink.feed_body(body) if self._sse.idle else (False, 0)
+        if taken < len(body):
+            events = self._sse.feed(body[taken:] if taken else body)
+            if events:
+                look = self._sink.feed(events) or look
         if look:
             self._notify()
+            if self._wake is None and self._low_water is not None:
+                self._low_water.hold()  # the consumer is away: the rest can wait for it
             if self._sink.backlog > MAX_BACKLOG and not self._paused:
                 self._paused = True
                 self.pause()

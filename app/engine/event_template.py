@@ -31,6 +31,8 @@ _FIELD: Final = '"text":"'
 _PROBES: Final = ("<custom_token_0>", "<custom_token_1>")
 _SPELLINGS: Final = re.compile(TOKEN_SPELLING.pattern.encode())
 _OPEN, _CLOSE = b"<custom_token_", b">"
+_DIGITS: Final = re.compile(_SPELLINGS.pattern.removeprefix(_OPEN).removesuffix(_CLOSE))
+"""A spelling's number, as `_SPELLINGS` finds it."""
 
 
 class EventTemplate:
@@ -62,6 +64,24 @@ class EventTemplate:
         except (orjson.JSONDecodeError, LookupError, TypeError):
             return None
         return cls(prefix, suffix) if probe == expected else None
+
+    def leading(self, body: bytes) -> tuple[list[int], int]:
+        """The token ids of the whole events of this shape that ``body`` starts with, and
+        the bytes they take: a read that ends in the finish, or holds one stray event,
+        still has its run of token events read here rather than parsed event by event."""
+        whole = self.ids(body)
+        if whole is not None:
+            return whole, len(body)
+        head, tail = self._head, self._tail
+        ids: list[int] = []
+        at = 0
+        while body.startswith(head, at):
+            digits = _DIGITS.match(body, at + len(head))
+            if digits is None or not body.startswith(tail, digits.end()):
+                break
+            ids.append(CUSTOM_TOKEN_BASE + int(digits.group()))
+            at = digits.end() + len(tail)
+        return ids, at
 
     def ids(self, body: bytes) -> list[int] | None:
         """The token ids of ``body`` when all of it is whole events of this shape."""

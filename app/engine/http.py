@@ -263,7 +263,7 @@ class HttpCompletionsEngine:
                     raise BackendError("backend stream ended without finish_reason")
                 now = loop.time()
                 if got_token:
-                    deadline = response.last_data + self._inter_token_timeout
+                    deadline = response.quiet_since + self._inter_token_timeout
                     if now >= deadline:
                         raise BackendTimeout(
                             "token backend stalled mid-stream: no data for "

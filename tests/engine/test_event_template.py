@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 from hypothesis import given
@@ -66,8 +67,8 @@ def test_every_captured_vllm_stream_reads_the_same_through_the_template() -> Non
         slow.feed(stream)
         fast.feed(stream[:1])  # the first event is parsed, and teaches the template
         rest = b"".join(wire(d) for d in stream[1:])
-        if fast.feed_body(rest) is None:
-            fast.feed(stream[1:])
+        _, taken = fast.feed_body(rest)
+        fast.feed(SSEParser().feed(rest[taken:]))
         assert fast.take() == slow.take(), title
         assert (fast.finish, fast.usage, fast.done) == (slow.finish, slow.usage, slow.done)
 
@@ -76,7 +77,7 @@ def test_a_run_of_captured_token_events_is_read_in_one_pass() -> None:
     events = sink()
     events.feed([TOKEN_EVENT])
     body = b"".join(wire(with_token(TOKEN_EVENT, 10 + n)) for n in range(13))
-    assert events.feed_body(body) is True  # 14 tokens: two frames are whole
+    assert events.feed_body(body) == (True, len(body))  # 14 tokens: two frames are whole
     assert events.take()[1:] == [CUSTOM_TOKEN_BASE + 10 + n for n in range(13)]
     assert events.wanted == 7
 
@@ -118,19 +119,33 @@ PIECES = st.one_of(
 
 
 @given(st.lists(PIECES, min_size=1, max_size=12))
-def test_the_template_reads_a_body_exactly_as_the_parsers_do_or_not_at_all(
+def test_the_template_and_the_parsers_after_it_read_a_body_as_the_parsers_alone_do(
     pieces: list[bytes],
 ) -> None:
     body = b"".join(pieces)
     events = sink()
     events.feed([TOKEN_EVENT])
     events.take()
-    if events.feed_body(body) is None:
-        assert events.backlog == 0  # nothing taken: the parsers will read all of it
-        return
+    _, taken = events.feed_body(body)
+    events.feed(SSEParser().feed(body[taken:]))
     full = parsed(body)
     assert events.take() == full.take()
-    assert (full.finish, full.usage, full.done, full.error) == (None, None, False, None)
+    assert (events.finish, events.usage, events.done) == (full.finish, full.usage, full.done)
+    assert repr(events.error) == repr(full.error)
+    assert taken == token_run(body)  # the leading whole token events, no byte more
+
+
+def token_run(body: bytes) -> int:
+    """The bytes of the whole events of `TOKEN_EVENT`'s shape that ``body`` starts with."""
+    at = 0
+    while (end := body.find(b"\n\n", at)) >= 0:
+        spelling = re.fullmatch(rb"data: .*<custom_token_(\d+)>.*\n\n", body[at : end + 2], re.S)
+        if spelling is None:
+            break
+        if body[at : end + 2] != wire(with_token(TOKEN_EVENT, int(spelling.group(1)))):
+            break
+        at = end + 2
+    return at
 
 
 def test_a_backend_whose_events_change_shape_loses_the_template() -> None:
@@ -138,8 +153,8 @@ def test_a_backend_whose_events_change_shape_loses_the_template() -> None:
     events.feed([TOKEN_EVENT])
     other = wire(TOKEN_EVENT.replace('"created":', '"created":1'))
     for _ in range(8):
-        assert events.feed_body(other) is None
-    assert events.feed_body(wire(TOKEN_EVENT)) is None  # dropped: parsed from now on
+        assert events.feed_body(other) == (False, 0)
+    assert events.feed_body(wire(TOKEN_EVENT)) == (False, 0)  # dropped: parsed from now on
 
 
 class CountingEvents(CompletionEvents):
@@ -153,13 +168,13 @@ class CountingEvents(CompletionEvents):
         self.calls += 1
         return super().feed(events)
 
-    def feed_body(self, body: bytes) -> bool | None:
+    def feed_body(self, body: bytes) -> tuple[bool, int]:
         before = self._received
-        look = super().feed_body(body)
-        if look is not None:
+        look, taken = super().feed_body(body)
+        if taken:
             self.calls += 1
             self.templated += self._received - before
-        return look
+        return look, taken
 
 
 async def test_a_read_of_many_chunked_events_reaches_the_sink_once() -> None:
