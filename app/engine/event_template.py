@@ -69,10 +69,20 @@ class EventTemplate:
         """The token ids of the whole events of this shape that ``body`` starts with, and
         the bytes they take: a read that ends in the finish, or holds one stray event,
         still has its run of token events read here rather than parsed event by event."""
-        whole = self.ids(body)
-        if whole is not None:
-            return whole, len(body)
         head, tail = self._head, self._tail
+        if body.endswith(tail):
+            whole = self.ids(body)
+            if whole is not None:
+                return whole, len(body)
+        # What ends a run is mostly the read's last events (the finish, usage, [DONE]),
+        # and every token event ends in the tail: the run up to the last tail is tried in
+        # one pass before event by event (a read held while the consumer was away can
+        # carry hundreds of events).
+        end = body.rfind(tail) + len(tail)
+        if len(tail) <= end < len(body):
+            run = self.ids(body[:end])
+            if run is not None:
+                return run, end
         ids: list[int] = []
         at = 0
         while body.startswith(head, at):
