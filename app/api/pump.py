@@ -24,6 +24,10 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class BodyAborted(ConnectionAbortedError):
+    """`BodyPump.abort` ended the body before its source did."""
+
+
 class _End:
     """The body ended: with ``error``, or StopAsyncIteration when it ran out."""
 
@@ -63,6 +67,13 @@ class BodyPump(Generic[T]):
             self._items.appendleft(item)  # the end stays the end
             raise item.error
         return item
+
+    def abort(self, error: BaseException) -> None:
+        """End the body for the reader now with ``error``: items not yet read are dropped;
+        the task is stopped by `aclose`."""
+        self._items.clear()
+        self._items.append(_End(error))
+        _wake(self._reader)
 
     async def aclose(self) -> None:
         """Stop the task (the source is closed in it) and wait until it has ended."""

@@ -6,10 +6,16 @@ the body's generators (closing the backend response, withdrawing decode jobs)
 would be cancelled again, leaving the backend request open until garbage
 collection. So the body is made in a task of its own (`app.api.pump`), which gets
 one plain cancellation, and the response's cleanup runs shielded.
+
+The client's leaving is watched by one plain task that ends the body (`BodyPump.abort`),
+not by Starlette's anyio task group per response: with its cancel scope and the
+cancellation that ends it (which formats the task's repr), it cost ~300 µs of loop CPU
+a request (docs/benchmarks.md, "A response's disconnect watch").
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
@@ -23,7 +29,7 @@ from app.api.delivery import StallWatch, abort_connection, client_stalled
 from app.api.errors import log_failure
 from app.api.limits import Slot
 from app.api.metrics import GatewayMetrics, error_cause
-from app.api.pump import BodyPump
+from app.api.pump import BodyAborted, BodyPump
 from app.errors import GatewayError
 from app.service.speech import SpeechStream
 
@@ -97,7 +103,7 @@ class GuardedStreamingResponse(StreamingResponse):
 
         failure: Exception | None = None
         try:
-            await super().__call__(scope, receive, tracked)
+            await self._stream_until_left(receive, tracked)
         except Exception as exc:
             if not started:
                 raise  # still a proper HTTP error
@@ -110,6 +116,22 @@ class GuardedStreamingResponse(StreamingResponse):
                 log.error("stream cleanup did not finish within %g s", CLEANUP_TIMEOUT)
         if failure is not None:
             await _abort_after_commit(scope, failure)
+
+    async def _stream_until_left(self, receive: Receive, send: Send) -> None:
+        """`stream_response`, ended without an error when the client leaves first."""
+        listener = asyncio.get_running_loop().create_task(self._end_when_left(receive))
+        try:
+            await self.stream_response(send)
+        except BodyAborted:
+            return  # the client left: nobody is there to answer
+        finally:
+            listener.cancel()
+
+    async def _end_when_left(self, receive: Receive) -> None:
+        await self.listen_for_disconnect(receive)
+        # The send loop waits for the body or for the socket to drain, and the server
+        # ends a drain when the connection is lost: the body's end reaches it either way.
+        self._pump.abort(BodyAborted("the client disconnected"))
 
     async def _cleanup(self) -> None:
         try:

@@ -98,3 +98,33 @@ async def test_reading_after_the_end_stays_at_the_end() -> None:
     with pytest.raises(StopAsyncIteration):
         await anext(pump)
     await pump.aclose()
+
+
+async def test_abort_wakes_a_waiting_reader() -> None:
+    source = Source(100, delay=0.05)
+    pump = BodyPump(source())
+    assert await anext(pump) == 0
+    waiting = asyncio.ensure_future(anext(pump))  # waits on the source's next item
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    pump.abort(ConnectionAbortedError("left"))
+    with pytest.raises(ConnectionAbortedError, match="left"):
+        await asyncio.wait_for(waiting, 1.0)
+    await asyncio.sleep(0.12)  # the task made more meanwhile: none of it is read
+    with pytest.raises(ConnectionAbortedError, match="left"):
+        await anext(pump)
+    await pump.aclose()
+    assert source.closed and source.made < 100
+
+
+async def test_abort_drops_the_item_made_ahead() -> None:
+    source = Source(100)
+    pump = BodyPump(source())
+    assert await anext(pump) == 0
+    await asyncio.sleep(0.01)  # the task made item 1 ahead of the reader
+    assert source.made == 2
+    pump.abort(ConnectionAbortedError("left"))
+    with pytest.raises(ConnectionAbortedError, match="left"):
+        await anext(pump)
+    await pump.aclose()
+    assert source.closed
