@@ -78,8 +78,9 @@ class EventTemplate:
         # and every token event ends in the tail: the run up to the last tail is tried in
         # one pass before event by event (a read held while the consumer was away can
         # carry hundreds of events).
-        end = body.rfind(tail) + len(tail)
-        if len(tail) <= end < len(body):
+        last = body.rfind(tail)
+        end = last + len(tail)
+        if last >= 0 and end < len(body):  # a run ending in the whole read was tried above
             run = self.ids(body[:end])
             if run is not None:
                 return run, end
