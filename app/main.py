@@ -29,6 +29,7 @@ from app.api.errors import install_error_handlers
 from app.api.limits import RateLimiter, RateLimitMiddleware, StreamSlots
 from app.api.metrics import GatewayMetrics
 from app.api.middleware import RequestContextMiddleware
+from app.audio.ffmpeg_threads import single_threaded_ffmpeg
 from app.audio.pcm import SAMPLE_RATE
 from app.codec.accelerated import Accelerated, accelerate, bucket_plan
 from app.codec.service import CPU_BATCH_FRAMES, CodecService
@@ -156,6 +157,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    await asyncio.to_thread(single_threaded_ffmpeg)
     sources = await asyncio.to_thread(_model_sources, settings)
     log.info("loading SNAC from %s", sources.snac)
     try:

@@ -284,7 +284,7 @@ class PyAVEncoder(_SpentMixin):
                 self._encode(self._pending)
                 self._pending = np.zeros(0, dtype=np.float32)
             self._container.mux(self._stream.encode(None))
-            self._container.close()
+            self._release()
             if isinstance(self._sink, io.BytesIO):
                 return self._sink.getvalue()
             return self._sink.take()
@@ -311,15 +311,21 @@ class PyAVEncoder(_SpentMixin):
         if not self._in_use.acquire(blocking=False):
             return  # the write in progress closes it when it ends (see _using)
         try:
-            if self._done:
-                return
+            if self._container is None:
+                return  # finalized, or closed already
             self._done = True
             self._pending = np.zeros(0, dtype=np.float32)
             # The stream is abandoned; a half-written trailer does not matter.
             with contextlib.suppress(av.FFmpegError):
-                self._container.close()
+                self._release()
         finally:
             self._in_use.release()
+
+    def _release(self) -> None:
+        # Closed, then dropped: a request's cycles (a cancelled task's traceback) may keep
+        # this object until a full collection, but not FFmpeg's contexts with it.
+        container, self._container, self._stream = self._container, None, None
+        container.close()
 
     def _encode(self, chunk: npt.NDArray[np.float32]) -> None:
         if self._spec.sample_format == "s16":
