@@ -24,7 +24,11 @@ FRAMES = 120
 PACE = 95.0
 """Tokens per second: a little faster than real time (82), as a backend with headroom."""
 BYTES_PER_SECOND = SAMPLE_RATE * 2
-TOLERANCE = 0.1
+TOLERANCE = 0.25
+"""Seconds a player may run dry. The chunk schedule lands each chunk with about 50 ms of
+audio left, and a window may wait behind one encode slice (about 50 ms of the tiny codec's
+CPU here, three times that on a loaded host: a CI run measured 0.13 s); what this catches
+is the whole encode ahead of a window, about 2.3 s of codec CPU for this clip."""
 
 
 @pytest.fixture
