@@ -265,6 +265,17 @@ def add_rounds_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", choices=["tiny", "real"], default="tiny")
 
 
+def add_gateway_root_option(parser: argparse.ArgumentParser) -> None:
+    """``--gateway-root``: checkouts whose gateways run too, to compare versions in one run."""
+    parser.add_argument(
+        "--gateway-root",
+        action="append",
+        type=Path,
+        default=[],
+        help="also run the gateway of this checkout (e.g. a worktree of an older commit)",
+    )
+
+
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds by thread kind: the main thread (event loop), the codec worker, the rest."""
     out = {"loop": 0.0, "codec": 0.0, "other": 0.0}
@@ -478,13 +489,7 @@ def main() -> None:
         help="tokens the backend puts in one SSE event (vLLM: 1), at the same pace per token",
     )
     parser.add_argument("--schedule", default="", help="CHUNK_SCHEDULE values to compare")
-    parser.add_argument(
-        "--gateway-root",
-        action="append",
-        type=Path,
-        default=[],
-        help="also run the gateway of this checkout (e.g. a worktree of an older commit)",
-    )
+    add_gateway_root_option(parser)
     parser.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for the gateway"
     )

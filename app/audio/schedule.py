@@ -9,8 +9,10 @@ that buffer is thin it sends whatever is decodable; it lets a chunk grow, toward
 chunk arrives. At exactly real time, frame k is decodable when frame k + 3 exists,
 so after a start-up of ``first_frames`` frames every later frame comes just in
 time and chunks stay about ``first_frames`` long; a backend faster than real time
-fills the buffer and gets large chunks. `DoublingSchedule` is the older fixed plan
-(1, 2, 4, ... frames), right only for backends well above real time.
+fills the buffer and gets large chunks. While the decoder may be busy with other work
+first (a reference encoded a slice at a time), the caller sets ``hold`` and chunks go out
+that much sooner. `DoublingSchedule` is the older fixed plan (1, 2, 4, ... frames), right
+only for backends well above real time.
 
 Time is passed in (``now``, seconds on any monotonic clock), so schedules are pure
 and can be tested on simulated clocks.
@@ -149,6 +151,9 @@ class BufferSchedule:
         """Moving average of the seconds between frame arrivals."""
         self._decode = 0.0
         """Moving average of the seconds from planning a chunk to its audio leaving."""
+        self.hold = 0.0
+        """Seconds the decoder may be busy with other work (a reference being encoded)
+        before it takes the next chunk's window; set by the caller before each plan."""
 
     def observe_decode(self, seconds: float) -> None:
         """How long the last chunk took from planning to its audio leaving."""
@@ -180,7 +185,7 @@ class BufferSchedule:
         # Waiting for one more frame is safe while, when that frame and then its chunk's
         # audio arrive, the listener still holds the margin; at the deadline it never is.
         wait = self._next_arrival(now) - now
-        slack = self.buffer(now) - wait - self._decode - self.margin
+        slack = self.buffer(now) - wait - self._decode - self.hold - self.margin
         if slack > _EPSILON and now < self._last_moment() - _EPSILON:
             return 0
         return ready
@@ -190,7 +195,8 @@ class BufferSchedule:
         self.playback.planned(frames, self._segment, now + self._decode)
 
     def deadline(self, ready: int) -> float | None:
-        """With frames held back: the moment the buffer falls to margin plus decode time."""
+        """With frames held back: the moment the buffer falls to margin, decode time and
+        hold."""
         if ready <= 0 or self.playback.started is None:
             return None
         return self._last_moment()
@@ -198,7 +204,7 @@ class BufferSchedule:
     def _last_moment(self) -> float:
         started = self.playback.started if self.playback.started is not None else 0.0
         audio = self.playback.audio_through(self._segment)
-        return started + audio - self._decode - self.margin
+        return started + audio - self._decode - self.hold - self.margin
 
     def _next_arrival(self, now: float) -> float:
         if self._last_arrival is None or self._interval is None:

@@ -14,6 +14,7 @@ does; at the clip's ends the slice sees the same zero padding the whole encode d
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -106,3 +107,25 @@ class SlicedEncode:
         if not self._done:
             return np.zeros((0, TOKENS_PER_FRAME), dtype=np.int64)
         return np.concatenate(self._done)
+
+
+class SliceTimes:
+    """How long the worker may be held by one encode slice: the longest of the last
+    few slices, so a window planned now allows for a slice that started just before it."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._recent: deque[float] = deque(maxlen=keep)
+        self.longest = 0.0
+        """Seconds; 0 until a slice was timed."""
+
+    def record(self, seconds: float) -> None:
+        self._recent.append(max(0.0, seconds))
+        self.longest = max(self._recent)
+
+
+def probe_clip(
+    slice_frames: int = ENCODE_SLICE_FRAMES, context_frames: int = ENCODER_CONTEXT_FRAMES
+) -> npt.NDArray[np.float32]:
+    """Silence as long as one slice with its context either side: timing its encode tells
+    what a slice costs before any reference arrives."""
+    return np.zeros((slice_frames + 2 * context_frames) * SAMPLES_PER_FRAME, dtype=np.float32)

@@ -3,8 +3,11 @@ encodes cloning references.
 
 A reference is encoded a slice at a time (`encoding.SlicedEncode`, exact to one whole
 encode), and only a quarter of the worker's time goes to slices while windows wait, so
-a 30 s upload no longer stalls every live stream. At most ``max_encodes`` references are
-in progress at once; beyond that, `encode` refuses with 503.
+a 30 s upload no longer stalls every live stream. A window that arrives while a slice
+runs still waits for it, so the service times slices (the first one at start-up, on
+silence) and says how long that may be (`encode_hold`): the chunk schedule then sends
+chunks early enough to cover it while a reference is being encoded. At most
+``max_encodes`` references are in progress at once; beyond that, `encode` refuses with 503.
 
 Streams submit a `DecodeRequest` and await an asyncio future; the worker resolves it
 through ``loop.call_soon_threadsafe``, so the event loop never runs the codec. When
@@ -34,7 +37,13 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from app.codec.encoding import ENCODE_SLICE_FRAMES, ENCODER_CONTEXT_FRAMES, SlicedEncode
+from app.codec.encoding import (
+    ENCODE_SLICE_FRAMES,
+    ENCODER_CONTEXT_FRAMES,
+    SlicedEncode,
+    SliceTimes,
+    probe_clip,
+)
 from app.codec.fair_queue import FairQueue
 from app.codec.grouping import Group, Slot, assemble, plan_groups, split
 from app.codec.request import DecodeRequest
@@ -135,6 +144,7 @@ class CodecService:
         self._max_encodes = max_encodes
         self._slicing = (encode_slice_frames, encode_context_frames)
         self._slice_due = 0.0
+        self._slice_times = SliceTimes()
         self._counters = CodecCounters()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -162,6 +172,13 @@ class CodecService:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    @property
+    def encode_hold(self) -> float:
+        """Seconds a window submitted now may wait behind an encode slice: the longest
+        recent slice while references are being encoded, else 0. Read without the lock
+        (one float and a deque's length), as every stream asks before each plan."""
+        return self._slice_times.longest if self._encodes else 0.0
 
     @property
     def warming(self) -> bool:
@@ -252,6 +269,8 @@ class CodecService:
             finally:
                 with self._cond:
                     self._warming = False
+        if not self._closing:
+            self._time_slice()
         while True:
             jobs = self._next_jobs()
             if jobs is None:
@@ -299,6 +318,20 @@ class CodecService:
         for group in groups:
             self._decode_group(jobs, requests, group)
 
+    def _time_slice(self) -> None:
+        """Encode a slice of silence twice, timing the second, so the first reference's
+        slices are allowed for before one has run. The first call, the encoder's slowest
+        (allocation, kernel selection), is then not a live one either."""
+        clip = probe_clip(*self._slicing)
+        try:
+            self._codec.encode(clip)
+            started = time.perf_counter()
+            self._codec.encode(clip)
+        except Exception:  # references will fail with the cause; windows still decode
+            logger.exception("timing an encode slice failed")
+            return
+        self._slice_times.record(time.perf_counter() - started)
+
     def _encode_slice(self, job: _Job) -> None:
         work = job.work
         assert isinstance(work, SlicedEncode)
@@ -316,6 +349,7 @@ class CodecService:
             return
         now = time.perf_counter()
         with self._cond:
+            self._slice_times.record(now - started)
             # Windows that wait get the worker for the next (1 / share - 1) slice lengths.
             self._slice_due = now + (now - started) * (1 / _ENCODE_SHARE - 1)
             if job not in self._encodes:  # withdrawn while its slice ran

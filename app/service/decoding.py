@@ -75,11 +75,17 @@ class StreamDecoder:
 
     def deadline(self) -> float | None:
         """When (`time.perf_counter`) to ask for chunks again though no frame arrived."""
+        self._expect_hold()
         return self._planner.deadline()
 
     def plan(self, *, final: bool = False) -> list[Window]:
         """The windows the schedule sends now (``final``: everything left), in order."""
+        self._expect_hold()
         return self._planner.plan(len(self._frames), final, now=perf_counter())
+
+    def _expect_hold(self) -> None:
+        if isinstance(self._schedule, BufferSchedule):
+            self._schedule.hold = self._codec.encode_hold
 
     async def decode(self, window: Window) -> Pcm:
         """One planned window's samples past its seam (empty while the joiner holds them)."""

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from app.audio.pcm import SAMPLES_PER_FRAME
 from app.audio.windows import WindowPlanner
+from app.codec.encoding import ENCODE_SLICE_FRAMES, ENCODER_CONTEXT_FRAMES
 from app.codec.request import DecodeRequest
 from app.codec.service import WORKER_THREAD, CodecService
 from app.codec.snac import SnacCodec
@@ -452,6 +453,44 @@ async def test_encode_runs_on_the_worker(codec: SnacCodec, service_factory: Any)
     assert got.shape == (6, 7) and got.dtype == np.int64
     assert np.array_equal(got, codec.encode(pcm))
     assert recording.threads == {WORKER_THREAD} and service.stats().encodes == 1
+
+
+async def test_the_hold_of_an_encode_slice_is_known_before_a_reference_arrives(
+    codec: SnacCodec, service_factory: Any
+) -> None:
+    """Streams allow for a window waiting behind an encode slice (`encode_hold`): the worker
+    times a slice of silence at start-up, then each slice of a reference it encodes."""
+    lengths: list[int] = []
+    slice_started = threading.Event()
+    release = threading.Event()
+
+    class Slow:
+        def decode_batch(self, *args: Any, **kwargs: Any) -> npt.NDArray[np.float32]:
+            return codec.decode_batch(*args, **kwargs)
+
+        def encode(self, pcm: npt.ArrayLike) -> npt.NDArray[np.int64]:
+            lengths.append(len(np.asarray(pcm)))
+            time.sleep(0.03)
+            if len(lengths) > 3:  # the probe (twice) and the reference's first slice ran
+                slice_started.set()
+                release.wait(10)
+            return codec.encode(pcm)
+
+    service = service_factory(Slow())
+    service.start()
+    pcm = codec.decode(frames(40, seed=91))  # five slices of eight frames
+    for _ in range(400):
+        if len(lengths) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert lengths == [(ENCODE_SLICE_FRAMES + 2 * ENCODER_CONTEXT_FRAMES) * S] * 2
+    assert service.encode_hold == 0.0  # nothing is being encoded
+    task = asyncio.create_task(service.encode(pcm))
+    assert await asyncio.to_thread(slice_started.wait, 10)
+    assert service.encode_hold >= 0.03
+    release.set()
+    assert np.array_equal(await task, codec.encode(pcm))
+    assert len(lengths) == 7 and service.encode_hold == 0.0
 
 
 async def test_bad_requests_are_refused_before_queueing(service_factory: Any) -> None:
