@@ -114,6 +114,8 @@ class CompletionStream(asyncio.Protocol):
         self.failure: Exception | None = None
         self.last_data = self._loop.time()
         self._low_water: LowWater | None = None
+        self._patience: asyncio.TimerHandle | None = None
+        """Ends a mark set during a wait (`_mark_rest`) that the bytes do not reach."""
 
     # --- opening -----------------------------------------------------------------------
 
@@ -207,6 +209,9 @@ class CompletionStream(asyncio.Protocol):
                     low.hold_off()  # waited long for the mark: take what is in
         finally:
             self._wake = None
+            if self._patience is not None:
+                self._patience.cancel()
+                self._patience = None
 
     @property
     def quiet_since(self) -> float:
@@ -242,6 +247,8 @@ class CompletionStream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_data = now = self._loop.time()
         before = self._sink.backlog
+        # A read that carries the headers too would make a token look larger than it is.
+        events_only = self._headers.done()
         failure: StreamBroken | None = None
         try:
             self._parser.feed_data(data)
@@ -255,8 +262,12 @@ class CompletionStream(asyncio.Protocol):
             failure = failure or StreamBroken(f"malformed response: {exc}")
         if failure is not None:
             self._fail(failure)
-        if self._low_water is not None:
-            self._low_water.observe(len(data), self._sink.backlog - before, now)
+        low = self._low_water
+        if low is not None:
+            sized = low.sized
+            low.observe(len(data), self._sink.backlog - before, now, size=events_only)
+            if not sized and low.sized and self._waiting and not self._wake_on_read:
+                self._mark_rest(low)
         if self._wake_on_read:
             self._wake_on_read = False
             if self._low_water is not None:  # the held bytes are in: mark the next frame's
@@ -323,6 +334,20 @@ class CompletionStream(asyncio.Protocol):
             if self._sink.backlog > MAX_BACKLOG and not self._paused:
                 self._paused = True
                 self.pause()
+
+    @property
+    def _waiting(self) -> bool:
+        return self._wake is not None and not self._wake.done()
+
+    def _mark_rest(self, low: LowWater) -> None:
+        """The first read that tells a token's size came during a wait begun without a
+        mark: mark the rest of the frame now, so it comes in one read and not a read per
+        token, bounded by the patience that the wait would have had."""
+        wanted = self._sink.wanted
+        low.want(wanted)
+        patience = low.patience(wanted)
+        if patience is not None:
+            self._patience = self._loop.call_later(patience, low.hold_off)
 
     def _fail(self, error: Exception) -> None:
         if self.failure is None:

@@ -12,7 +12,9 @@ The mark is a wait for bytes the backend may never send (a stream that ends mid-
 on a connection kept open, a stall): `patience` bounds it, after which `hold_off` puts
 the mark back at one byte until data arrives again; setting it wakes a reader at once
 if bytes are waiting (Linux `tcp_set_rcvlowat`). Plain TCP only: under TLS the kernel
-counts ciphertext.
+counts ciphertext. A token's size is learnt from the first read of tokens that holds no
+headers, so a stream's first frame comes in two reads, not seven; until two reads tell
+the pace, the patience assumes real time.
 
 While the consumer is away with a frame it has not taken yet (decoding, or a client
 reading slowly), more reads only add to what it will take when it is back: `hold` raises
@@ -34,6 +36,9 @@ _SMOOTHING: Final = 0.25
 _MAX_MARK: Final = 64 * 1024
 _PATIENCE_FLOOR: Final = 0.05
 """Seconds added to twice the expected arrival time of the tokens waited for."""
+_FIRST_PACE: Final = 1 / 82
+"""Seconds per token assumed until two reads tell the pace: real time, what vLLM gives
+each stream at capacity (a slower backend only ends the first wait at its patience)."""
 
 
 class _SocketLike(Protocol):
@@ -65,13 +70,19 @@ class LowWater:
             return None
         return cls(cast(_SocketLike, sock))
 
-    def observe(self, nbytes: int, tokens: int, now: float) -> None:
-        """A read of ``nbytes`` that brought ``tokens`` tokens at ``now``."""
+    @property
+    def sized(self) -> bool:
+        """A token's size in bytes is known (a mark can be set)."""
+        return self._bytes_per_token is not None
+
+    def observe(self, nbytes: int, tokens: int, now: float, *, size: bool = True) -> None:
+        """A read of ``nbytes`` that brought ``tokens`` tokens at ``now`` (``size``: its
+        bytes are events only, so they tell a token's size)."""
         self._held_off = False
         if tokens <= 0:
             return
-        size = nbytes / tokens
-        self._bytes_per_token = _smooth(self._bytes_per_token, size)
+        if size:
+            self._bytes_per_token = _smooth(self._bytes_per_token, nbytes / tokens)
         if self._last_tokens_at is not None:
             pace = (now - self._last_tokens_at) / tokens
             self._seconds_per_token = _smooth(self._seconds_per_token, pace)
@@ -80,8 +91,10 @@ class LowWater:
     def want(self, tokens: int) -> None:
         """The consumer waits for ``tokens`` more tokens: wake the loop when they are in."""
         held, self.holding = self.holding, False
-        pace, size = self._seconds_per_token, self._bytes_per_token
-        if self._held_off or self._disabled or pace is None or size is None:
+        size = self._bytes_per_token
+        # The size is known from the first read of tokens, so the first frame's other
+        # tokens come in one read too; its pace only bounds the wait (`patience`).
+        if self._held_off or self._disabled or size is None:
             if held:
                 self._set(1)
             return
@@ -91,9 +104,10 @@ class LowWater:
 
     def patience(self, tokens: int) -> float | None:
         """Seconds to wait under the mark for ``tokens`` tokens (None: no mark is set)."""
-        if self.mark <= 1 or self._seconds_per_token is None:
+        if self.mark <= 1:
             return None
-        return 2 * tokens * self._seconds_per_token + _PATIENCE_FLOOR
+        pace = self._seconds_per_token if self._seconds_per_token is not None else _FIRST_PACE
+        return 2 * tokens * pace + _PATIENCE_FLOOR
 
     def hold(self) -> None:
         """The consumer is away with tokens to take: keep what follows in the kernel (it

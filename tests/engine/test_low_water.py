@@ -122,8 +122,22 @@ async def test_a_paced_stream_wakes_the_reader_about_once_a_frame() -> None:
     assert stream.reads <= tokens // 3, stream.reads
 
 
-async def test_a_stream_that_ends_mid_frame_on_an_open_connection_is_not_held() -> None:
-    tokens = 7 * 5 + 3  # three tokens of an unfinished frame, then the finish
+async def test_the_first_frame_comes_in_a_read_once_one_token_is_in() -> None:
+    async with backend(paced(7 * 3, 200.0)) as endpoint:
+        stream, _, got = await read_frames(endpoint, 1)
+        stream.close()
+    # The headers, the first token (a token's size), the other six: not a read per token
+    # while the pace is still unknown.
+    assert isinstance(stream, CountingStream)
+    assert stream.reads <= 3, stream.reads
+    assert got[:7] == [CUSTOM_TOKEN_BASE + 10 + n for n in range(7)]
+
+
+@pytest.mark.parametrize("tokens", [7 * 5 + 3, 3])  # 3: within the first frame's wait
+async def test_a_stream_that_ends_mid_frame_on_an_open_connection_is_not_held(
+    tokens: int,
+) -> None:
+    # Three tokens of an unfinished frame, then the finish.
     async with backend(paced(tokens, 200.0)) as endpoint:
         started = time.monotonic()
         _, ids = await consume(endpoint)
@@ -139,7 +153,7 @@ async def read_frames(
     """A stream opened and read, as the engine reads, until ``frames`` frames are taken."""
     loop = asyncio.get_running_loop()
     events = CompletionEvents("m", frozenset({STOP}), wake_tokens=7)
-    stream = await CompletionStream.open(endpoint, "/", b"{}", {}, events, connect_timeout=2)
+    stream = await CountingStream.open(endpoint, "/", b"{}", {}, events, connect_timeout=2)
     await stream.response()
     got: list[int] = []
     while len(got) < 7 * frames:
@@ -165,11 +179,18 @@ def test_the_mark_follows_the_bytes_of_the_tokens_still_wanted() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
         with client:
+            with_headers = LowWater(client)
+            with_headers.observe(300, 1, now=0.0, size=False)  # the headers came with it
+            with_headers.want(6)
+            assert with_headers.mark == 1
             low = LowWater(client)
             low.want(7)
             assert low.mark == 1  # nothing learnt yet: no mark
-            low.observe(200, 1, now=0.0)
-            low.observe(200, 1, now=0.01)
+            low.observe(200, 1, now=0.005)
+            low.want(6)  # a token's size is known: the rest of the frame in one read
+            assert low.mark == int(5.5 * 200)
+            assert low.patience(6) == pytest.approx(2 * 6 / 82 + 0.05)  # real time, assumed
+            low.observe(200, 1, now=0.015)
             low.want(7)
             assert low.mark == int(6.5 * 200)
             assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == low.mark
