@@ -186,9 +186,7 @@ class CompletionStream(asyncio.Protocol):
             return
         soft = deadline
         if low is not None and not self._wake_on_read:
-            wanted = self._sink.wanted
-            low.want(wanted)
-            patience = low.patience(wanted)
+            patience = low.want(self._sink.wanted)
             if patience is not None:
                 soft = min(deadline, self._loop.time() + patience)
         try:
@@ -343,9 +341,7 @@ class CompletionStream(asyncio.Protocol):
         """The first read that tells a token's size came during a wait begun without a
         mark: mark the rest of the frame now, so it comes in one read and not a read per
         token, bounded by the patience that the wait would have had."""
-        wanted = self._sink.wanted
-        low.want(wanted)
-        patience = low.patience(wanted)
+        patience = low.want(self._sink.wanted)
         if patience is not None:
             self._patience = self._loop.call_later(patience, low.hold_off)
 

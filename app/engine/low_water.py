@@ -88,8 +88,9 @@ class LowWater:
             self._seconds_per_token = _smooth(self._seconds_per_token, pace)
         self._last_tokens_at = now
 
-    def want(self, tokens: int) -> None:
-        """The consumer waits for ``tokens`` more tokens: wake the loop when they are in."""
+    def want(self, tokens: int) -> float | None:
+        """The consumer waits for ``tokens`` more tokens: wake the loop when they are in.
+        Returns how long to wait under the mark for them (`patience`; None: no mark)."""
         held, self.holding = self.holding, False
         size = self._bytes_per_token
         # The size is known from the first read of tokens, so the first frame's other
@@ -97,10 +98,11 @@ class LowWater:
         if self._held_off or self._disabled or size is None:
             if held:
                 self._set(1)
-            return
+            return self.patience(tokens)
         # Half a token short of the estimate: the last one is never held back for the next.
         mark = int(max(0.0, tokens - 0.5) * size)
         self._set(min(max(1, mark), _MAX_MARK))
+        return self.patience(tokens)
 
     def patience(self, tokens: int) -> float | None:
         """Seconds to wait under the mark for ``tokens`` tokens (None: no mark is set)."""
